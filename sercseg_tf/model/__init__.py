@@ -1,0 +1,1 @@
+"""DeepLabV3+ with a dilated ResNet-50 backbone (Keras 3)."""

@@ -1,0 +1,242 @@
+"""tf.data input pipeline over the per-case TFRecord shards (leave-one-case-out folds).
+
+A fold is a choice of file patterns: fold ``k`` trains on every case of the manifest
+except ``k`` and evaluates on case ``k`` (`fold_cases`, `build_fold_datasets`).
+
+Training stream (deeplab2 style, see `sercseg_tf.data.augment`): records interleaved
+across shards -> seeded shuffle -> repeat -> numbered -> decode -> resize by
+``image_scale`` -> random scale -> ``preprocess_images`` -> pad (image 0, label 255)
+-> random crop -> random flip -> batch (drop remainder) -> prefetch. The random draws
+of example ``i`` use the stateless seed ``(seed, i)``, and the shuffle uses ``seed``,
+so the same seed gives identical batches whatever the parallelism.
+
+Evaluation stream: shards in sorted order, records in file order (frames in frame-id
+order), resized by ``image_scale`` only, normalised, one pass, no shuffle; batches
+are padded (image 0, label 255) only if frames of different sizes meet in a batch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import tensorflow as tf
+
+from sercseg_tf import labels
+from sercseg_tf.data import augment as augment_lib
+from sercseg_tf.data import tfrecord
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def fold_cases(tfrecord_dir: str | os.PathLike, fold: int) -> tuple[list[int], int]:
+    """Splits the manifest's cases for leave-one-case-out fold ``fold``.
+
+    Returns:
+      ``(training case ids, held-out case id)``.
+
+    Raises:
+      ValueError: ``fold`` is not a case id of the manifest (lists the valid ones).
+    """
+    manifest = tfrecord.read_manifest(tfrecord_dir)
+    case_ids = sorted(int(entry["case_id"]) for entry in manifest["cases"].values())
+    if int(fold) not in case_ids:
+        raise ValueError(
+            f"{tfrecord_dir}: fold {fold} is not a case of the manifest; "
+            f"valid folds are {case_ids}"
+        )
+    return [c for c in case_ids if c != int(fold)], int(fold)
+
+
+def list_files(file_patterns: str | Sequence[str]) -> list[str]:
+    """Sorted, de-duplicated files matching the glob patterns.
+
+    Raises:
+      FileNotFoundError: a pattern matches nothing (named in the message).
+    """
+    if isinstance(file_patterns, (str, os.PathLike)):
+        file_patterns = [file_patterns]
+    files: set[str] = set()
+    for pattern in file_patterns:
+        matched = tf.io.gfile.glob(os.fspath(pattern))
+        if not matched:
+            raise FileNotFoundError(f"{pattern}: no TFRecord file matches")
+        files.update(matched)
+    return sorted(files)
+
+
+def _normalize(image: tf.Tensor) -> tf.Tensor:
+    from sercseg_tf.model.preprocessing import preprocess_images  # noqa: PLC0415
+
+    return preprocess_images(image)
+
+
+def _resize_by(sample: dict[str, tf.Tensor], image_scale: float) -> tuple[tf.Tensor, tf.Tensor]:
+    image = tf.cast(sample[labels.SAMPLE_IMAGE], tf.float32)
+    label = sample[labels.SAMPLE_LABEL]
+    if image_scale != 1.0:
+        size = augment_lib.scaled_size(tf.shape(image)[:2], image_scale)
+        image, label = augment_lib.resize_image_and_label(image, label, size)
+    return image, label
+
+
+def _output(sample: dict[str, tf.Tensor], image: tf.Tensor, label: tf.Tensor) -> dict:
+    return {
+        labels.SAMPLE_IMAGE: image,
+        labels.SAMPLE_LABEL: tf.cast(label[..., 0], tf.int32),
+        labels.SAMPLE_FILENAME: sample[labels.SAMPLE_FILENAME],
+        labels.SAMPLE_CASE_ID: sample[labels.SAMPLE_CASE_ID],
+        labels.SAMPLE_FRAME_ID: sample[labels.SAMPLE_FRAME_ID],
+    }
+
+
+def build_dataset(
+    file_patterns: str | Sequence[str],
+    *,
+    is_training: bool,
+    batch_size: int,
+    crop_size: Sequence[int] = (481, 641),
+    image_scale: float = 1.0,
+    min_scale: float = 0.5,
+    max_scale: float = 2.0,
+    scale_step: float = 0.25,
+    flip: bool = True,
+    seed: int = 0,
+    shuffle_buffer: int = 256,
+    repeat: int | None = None,
+) -> tf.data.Dataset:
+    """Builds the training or evaluation stream from TFRecord shards.
+
+    Args:
+      file_patterns: glob pattern(s) of shards, e.g. from `tfrecord.case_file_pattern`.
+      is_training: augmented, shuffled, repeated stream; else one ordered pass.
+      batch_size: examples per batch.
+      crop_size: training crop ``(height, width)``; OS·k+1, e.g. 481×641.
+      image_scale: every frame is first resized by this factor (train and eval).
+      min_scale: smallest random scale (training).
+      max_scale: largest random scale (training).
+      scale_step: spacing of the random scales; 0 = continuous.
+      flip: random horizontal flip (training).
+      seed: seeds the shuffle and all random augmentation.
+      shuffle_buffer: shuffle buffer size in records.
+      repeat: number of passes; None = forever when training, once when evaluating.
+
+    Returns:
+      Dataset of dicts: ``image`` float32 ``[B, h, w, 3]`` preprocessed by
+      ``preprocess_images``, ``label`` int32 ``[B, h, w]`` (255 = ignore),
+      ``filename`` string ``[B]``, ``case_id`` int32 ``[B]``, ``frame_id`` int32 ``[B]``.
+    """
+    files = list_files(file_patterns)
+    options = tf.data.Options()
+    options.deterministic = True
+    if not is_training:
+        ds = tf.data.TFRecordDataset(files)
+        if repeat is not None:
+            ds = ds.repeat(repeat)
+
+        def eval_map(serialized: tf.Tensor) -> dict:
+            sample = tfrecord.decode_example(serialized)
+            image, label = _resize_by(sample, image_scale)
+            return _output(sample, _normalize(image), label)
+
+        ds = ds.map(eval_map, num_parallel_calls=AUTOTUNE, deterministic=True)
+        padding = {
+            labels.SAMPLE_IMAGE: tf.constant(0.0, tf.float32),
+            labels.SAMPLE_LABEL: tf.constant(labels.IGNORE_LABEL, tf.int32),
+            labels.SAMPLE_FILENAME: tf.constant("", tf.string),
+            labels.SAMPLE_CASE_ID: tf.constant(0, tf.int32),
+            labels.SAMPLE_FRAME_ID: tf.constant(0, tf.int32),
+        }
+        ds = ds.padded_batch(batch_size, padding_values=padding)
+        return ds.prefetch(AUTOTUNE).with_options(options)
+
+    crop = (int(crop_size[0]), int(crop_size[1]))
+    ds = tf.data.Dataset.from_tensor_slices(files).interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=len(files),
+        block_length=1,
+        num_parallel_calls=AUTOTUNE,
+        deterministic=True,
+    )
+    ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.repeat(repeat)
+    ds = ds.enumerate()
+
+    def train_map(index: tf.Tensor, serialized: tf.Tensor) -> dict:
+        sample = tfrecord.decode_example(serialized)
+        image, label = _resize_by(sample, image_scale)
+        example_seed = tf.stack([tf.constant(seed, tf.int64), index])
+        image, label = augment_lib.augment(
+            image,
+            label,
+            example_seed,
+            crop_size=crop,
+            min_scale=min_scale,
+            max_scale=max_scale,
+            scale_step=scale_step,
+            flip=flip,
+            normalize=_normalize,
+        )
+        return _output(sample, image, label)
+
+    ds = ds.map(train_map, num_parallel_calls=AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch_size, drop_remainder=True)
+    return ds.prefetch(AUTOTUNE).with_options(options)
+
+
+def _get(config: Any, name: str, default: Any) -> Any:
+    if isinstance(config, Mapping):
+        return config.get(name, default)
+    return getattr(config, name, default)
+
+
+def _crop_size(config: Any) -> tuple[int, int]:
+    crop = _get(config, "crop_size", None)
+    if crop is None:
+        crop = (_get(config, "crop_height", 481), _get(config, "crop_width", 641))
+    return int(crop[0]), int(crop[1])
+
+
+def build_fold_datasets(
+    tfrecord_dir: str | os.PathLike, fold: int, config: Any
+) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """Training and evaluation datasets of leave-one-case-out fold ``fold``.
+
+    Args:
+      tfrecord_dir: folder with shards and ``manifest.json``.
+      fold: held-out case id.
+      config: object or mapping (e.g. `sercseg_tf.config.ExperimentConfig`); reads
+        ``batch_size``, ``eval_batch_size`` (default 1), ``crop_size`` (or
+        ``crop_height`` and ``crop_width``), ``image_scale``, ``min_scale``, ``max_scale``,
+        ``scale_step``, ``flip``, ``seed`` and ``shuffle_buffer`` (defaults as in
+        `build_dataset`).
+
+    Returns:
+      ``(train_ds, eval_ds)``: augmented infinite stream over the other cases, and
+      one ordered pass over the held-out case.
+    """
+    train_ids, held_out = fold_cases(tfrecord_dir, fold)
+    if not train_ids:
+        raise ValueError(f"{tfrecord_dir}: fold {fold} leaves no case to train on")
+    image_scale = float(_get(config, "image_scale", 1.0))
+    train_ds = build_dataset(
+        [tfrecord.case_file_pattern(tfrecord_dir, c) for c in train_ids],
+        is_training=True,
+        batch_size=int(_get(config, "batch_size", 4)),
+        crop_size=_crop_size(config),
+        image_scale=image_scale,
+        min_scale=float(_get(config, "min_scale", 0.5)),
+        max_scale=float(_get(config, "max_scale", 2.0)),
+        scale_step=float(_get(config, "scale_step", 0.25)),
+        flip=bool(_get(config, "flip", True)),
+        seed=int(_get(config, "seed", 0)),
+        shuffle_buffer=int(_get(config, "shuffle_buffer", 256)),
+    )
+    eval_ds = build_dataset(
+        tfrecord.case_file_pattern(tfrecord_dir, held_out),
+        is_training=False,
+        batch_size=int(_get(config, "eval_batch_size", 1)),
+        image_scale=image_scale,
+    )
+    return train_ds, eval_ds

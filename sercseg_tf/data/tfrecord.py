@@ -1,0 +1,430 @@
+"""Per-case TFRecord shards with deeplab2's feature keys, and their manifest.
+
+One ``tf.train.Example`` per annotated frame, with the keys of deeplab2's
+``data/data_utils.py`` (all taken from `sercseg_tf.labels`):
+
+=====================================  =============================================
+``image/encoded``                      RGB frame, PNG (lossless, so decoding is exact)
+``image/filename``                     image path relative to the LabelMe folder,
+                                       e.g. ``case05/frame_0003.png``
+``image/format``                       ``"png"``
+``image/height``, ``image/width``,     int64
+``image/channels``                     int64, 3
+``image/segmentation/class/encoded``   class-id map, single-channel 8-bit PNG
+``image/segmentation/class/format``    ``"png"``
+``video/sequence_id``                  case name as bytes, ``b"case05"``
+``video/frame_id``                     frame index as decimal bytes, ``b"3"`` for
+                                       ``frame_0003`` (deeplab2 stores both ids as
+                                       bytes; `decode_example` turns them into ints)
+=====================================  =============================================
+
+Shards are per case, ``caseNN-SSSSS-of-NNNNN.tfrecord``, so a leave-one-case-out fold
+is a choice of file patterns (`case_file_pattern`). ``manifest.json`` beside them
+records the classes, frames per case (the paper's Table 1) and pixels per class.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import json
+import os
+import pathlib
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
+
+import cv2
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from sercseg_tf import labels
+from sercseg_tf.data import cases as cases_lib
+
+MANIFEST_NAME = "manifest.json"
+SHARD_SUFFIX = ".tfrecord"
+IMAGE_FORMAT = "png"
+SHARD_RE = re.compile(r"^case\d+-\d{5}-of-\d{5}\.tfrecord$")
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+class TFRecordBuildError(ValueError):
+    """Invalid input for `build_tfrecords`; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__(
+            f"{len(self.problems)} problem(s) in the input, nothing written:\n"
+            + "\n".join(self.problems)
+        )
+
+
+# --------------------------------------------------------------------------- codec
+
+
+def _bytes_feature(value: bytes) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def _int_feature(value: int) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """PNG-encodes an 8-bit RGB ``[H, W, 3]`` or single-channel ``[H, W]`` array."""
+    array = np.ascontiguousarray(array)
+    if array.dtype != np.uint8:
+        raise ValueError(f"expected uint8, got {array.dtype}")
+    if array.ndim == 3 and array.shape[2] == 3:
+        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+    elif array.ndim != 2:
+        raise ValueError(f"expected [H, W, 3] or [H, W], got shape {array.shape}")
+    ok, buf = cv2.imencode(".png", array)
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def encode_example(
+    image_rgb: np.ndarray,
+    label: np.ndarray,
+    filename: str,
+    case_id: int,
+    frame_id: int,
+) -> bytes:
+    """Serialises one frame as a deeplab2-style ``tf.train.Example``.
+
+    Args:
+      image_rgb: uint8 ``[H, W, 3]`` RGB frame.
+      label: uint8 ``[H, W]`` (or ``[H, W, 1]``) class-id map, 255 = ignore.
+      filename: stored under ``image/filename``.
+      case_id: stored as ``video/sequence_id`` = ``case_name(case_id)`` bytes.
+      frame_id: stored as ``video/frame_id`` = decimal bytes.
+
+    Returns:
+      The serialised Example.
+
+    Raises:
+      ValueError: wrong dtype, rank or mismatched image/label sizes.
+    """
+    image_rgb = np.asarray(image_rgb)
+    label = np.asarray(label)
+    if label.ndim == 3 and label.shape[2] == 1:
+        label = label[..., 0]
+    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
+        raise ValueError(f"{filename}: image must be [H, W, 3], got {image_rgb.shape}")
+    if label.shape != image_rgb.shape[:2]:
+        raise ValueError(
+            f"{filename}: label shape {label.shape} != image shape {image_rgb.shape[:2]}"
+        )
+    height, width = label.shape
+    feature = {
+        labels.KEY_ENCODED_IMAGE: _bytes_feature(encode_png(image_rgb)),
+        labels.KEY_IMAGE_FILENAME: _bytes_feature(filename.encode("utf-8")),
+        labels.KEY_IMAGE_FORMAT: _bytes_feature(IMAGE_FORMAT.encode()),
+        labels.KEY_IMAGE_HEIGHT: _int_feature(height),
+        labels.KEY_IMAGE_WIDTH: _int_feature(width),
+        labels.KEY_IMAGE_CHANNELS: _int_feature(3),
+        labels.KEY_ENCODED_LABEL: _bytes_feature(encode_png(label)),
+        labels.KEY_LABEL_FORMAT: _bytes_feature(IMAGE_FORMAT.encode()),
+        labels.KEY_SEQUENCE_ID: _bytes_feature(labels.case_name(case_id).encode()),
+        labels.KEY_FRAME_ID: _bytes_feature(str(int(frame_id)).encode()),
+    }
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    return example.SerializeToString()
+
+
+FEATURE_SPEC: dict[str, tf.io.FixedLenFeature] = {
+    labels.KEY_ENCODED_IMAGE: tf.io.FixedLenFeature([], tf.string),
+    labels.KEY_IMAGE_FILENAME: tf.io.FixedLenFeature([], tf.string),
+    labels.KEY_IMAGE_FORMAT: tf.io.FixedLenFeature([], tf.string, default_value="png"),
+    labels.KEY_IMAGE_HEIGHT: tf.io.FixedLenFeature([], tf.int64),
+    labels.KEY_IMAGE_WIDTH: tf.io.FixedLenFeature([], tf.int64),
+    labels.KEY_IMAGE_CHANNELS: tf.io.FixedLenFeature([], tf.int64, default_value=3),
+    labels.KEY_ENCODED_LABEL: tf.io.FixedLenFeature([], tf.string),
+    labels.KEY_LABEL_FORMAT: tf.io.FixedLenFeature([], tf.string, default_value="png"),
+    labels.KEY_SEQUENCE_ID: tf.io.FixedLenFeature([], tf.string),
+    labels.KEY_FRAME_ID: tf.io.FixedLenFeature([], tf.string),
+}
+
+
+def _trailing_int(text: tf.Tensor) -> tf.Tensor:
+    """``b"case05"`` -> 5, ``b"3"`` -> 3 (digits kept, parsed as int32)."""
+    digits = tf.strings.regex_replace(text, r"[^0-9]", "")
+    return tf.strings.to_number(digits, out_type=tf.int32)
+
+
+def decode_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Parses one serialised Example written by `encode_example` (TF ops, graph-safe).
+
+    Args:
+      serialized: scalar string tensor.
+
+    Returns:
+      ``{image: uint8 [H, W, 3], label: uint8 [H, W, 1], filename: string,
+      case_id: int32, frame_id: int32}`` (keys from `sercseg_tf.labels`).
+    """
+    parsed = tf.io.parse_single_example(serialized, FEATURE_SPEC)
+    image = tf.io.decode_png(parsed[labels.KEY_ENCODED_IMAGE], channels=3)
+    label = tf.io.decode_png(parsed[labels.KEY_ENCODED_LABEL], channels=1)
+    height = tf.cast(parsed[labels.KEY_IMAGE_HEIGHT], tf.int32)
+    width = tf.cast(parsed[labels.KEY_IMAGE_WIDTH], tf.int32)
+    image = tf.reshape(image, tf.stack([height, width, 3]))
+    label = tf.reshape(label, tf.stack([height, width, 1]))
+    return {
+        labels.SAMPLE_IMAGE: image,
+        labels.SAMPLE_LABEL: label,
+        labels.SAMPLE_FILENAME: parsed[labels.KEY_IMAGE_FILENAME],
+        labels.SAMPLE_CASE_ID: _trailing_int(parsed[labels.KEY_SEQUENCE_ID]),
+        labels.SAMPLE_FRAME_ID: _trailing_int(parsed[labels.KEY_FRAME_ID]),
+    }
+
+
+# ----------------------------------------------------------------- names, manifest
+
+
+def shard_filename(case_id: int, shard: int, num_shards: int) -> str:
+    """``caseNN-SSSSS-of-NNNNN.tfrecord`` (shard index from 0)."""
+    return f"{labels.case_name(case_id)}-{shard:05d}-of-{num_shards:05d}{SHARD_SUFFIX}"
+
+
+def case_file_pattern(tfrecord_dir: str | os.PathLike, case_id: int) -> str:
+    """Glob pattern of all shards of one case, e.g. ``DIR/case05-*-of-*.tfrecord``."""
+    return os.path.join(os.fspath(tfrecord_dir), f"{labels.case_name(case_id)}-*-of-*.tfrecord")
+
+
+def read_manifest(tfrecord_dir: str | os.PathLike) -> dict[str, Any]:
+    """Reads ``tfrecord_dir/manifest.json``.
+
+    Raises:
+      FileNotFoundError: no manifest (the folder was never built, or its last build
+        failed); the message says how to build it.
+    """
+    path = pathlib.Path(tfrecord_dir) / MANIFEST_NAME
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no TFRecord manifest; build it with "
+            f"`python tools/build_tfrecords.py --output_dir {tfrecord_dir}`"
+        )
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _class_names(label_map: Mapping[str, int] | None) -> dict[int, str]:
+    """Class id -> name for the manifest (first name of each id in a custom map)."""
+    if label_map is None:
+        return dict(enumerate(labels.CLASS_NAMES))
+    names: dict[int, str] = {}
+    for name, class_id in label_map.items():
+        if int(class_id) != labels.IGNORE_LABEL:
+            names.setdefault(int(class_id), labels.normalize_label_name(name))
+    names.setdefault(labels.BACKGROUND, labels.CLASS_NAMES[labels.BACKGROUND])
+    return dict(sorted(names.items()))
+
+
+def _pixels_per_class(counts: np.ndarray, names: Mapping[int, str]) -> dict[str, int]:
+    out = {names[i]: int(counts[i]) for i in names}
+    out["ignore"] = int(counts[labels.IGNORE_LABEL])
+    for i in np.flatnonzero(counts):
+        if int(i) not in names and int(i) != labels.IGNORE_LABEL:
+            out[str(int(i))] = int(counts[i])
+    return out
+
+
+def _remove_previous_build(output_dir: pathlib.Path) -> None:
+    """Deletes an earlier build's manifest and shards, so no stale output survives."""
+    (output_dir / MANIFEST_NAME).unlink(missing_ok=True)
+    for path in output_dir.iterdir():
+        if SHARD_RE.match(path.name) and path.is_file():
+            path.unlink()
+
+
+def _write_json_atomic(path: pathlib.Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _ordered_map(
+    fn: Callable[[_T], _R], items: Iterable[_T], workers: int, window: int = 16
+) -> Iterator[_R]:
+    """Like ``map(fn, items)`` on a thread pool, in order, with at most ``window`` pending."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        pending: collections.deque[concurrent.futures.Future[_R]] = collections.deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+# --------------------------------------------------------------------------- build
+
+
+def build_tfrecords(
+    labelme_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    label_map: Mapping[str, int] | str | os.PathLike | None = None,
+    skip_invalid: bool = False,
+    shards_per_case: int = 1,
+    *,
+    progress: bool = True,
+    num_workers: int | None = None,
+) -> dict[str, Any]:
+    """Converts a folder of LabelMe cases into per-case TFRecord shards + manifest.
+
+    Steps: (1) remove any previous build from ``output_dir`` (its shards and
+    manifest), (2) find the cases (`sercseg_tf.data.cases`) and validate every
+    annotation (`sercseg_tf.data.labelme.validate_annotation`), (3) rasterise and
+    write each case's frames, in frame order, into ``shards_per_case`` contiguous
+    shards under a temporary folder inside ``output_dir``, (4) rename the shards
+    into place and write ``manifest.json`` last. Any failure removes the temporary
+    folder, so a failed run leaves no ``*.tfrecord`` and no manifest.
+
+    Args:
+      labelme_dir: root folder; every sub-folder holding LabelMe JSON is a case.
+      output_dir: where shards and ``manifest.json`` go (created if needed).
+      label_map: None for `labels.DEFAULT_LABEL_MAP` (ICSI paint order), a
+        ``{name: id}`` mapping, or a label-map file for `labelme.read_label_map`.
+      skip_invalid: write the valid frames and list the invalid ones in the
+        manifest's ``skipped`` instead of failing.
+      shards_per_case: number of shards per case (capped at its frame count).
+      progress: show tqdm progress bars.
+      num_workers: threads that rasterise and encode frames (default: CPU count).
+
+    Returns:
+      The manifest dict (also written to ``output_dir/manifest.json``).
+
+    Raises:
+      TFRecordBuildError: invalid input (one line per problem: file, shape index and
+        reason) and ``skip_invalid`` is False, a case folder without a case number,
+        or nothing valid to write.
+    """
+    from sercseg_tf.data import labelme  # noqa: PLC0415  (owner: LABELME)
+
+    if shards_per_case < 1:
+        raise ValueError(f"shards_per_case must be >= 1, got {shards_per_case}")
+    labelme_dir = pathlib.Path(labelme_dir)
+    output_dir = pathlib.Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    _remove_previous_build(output_dir)
+    if label_map is not None and not isinstance(label_map, Mapping):
+        label_map = labelme.read_label_map(label_map)
+    names = _class_names(label_map)
+
+    found, problems = cases_lib.discover_cases(labelme_dir)
+    if problems:
+        raise TFRecordBuildError(problems)
+
+    # 1. Validate everything before writing anything.
+    total = sum(len(c.frames) for c in found)
+    skipped: list[dict[str, Any]] = []
+    valid: dict[int, list[cases_lib.Frame]] = {}
+    with tqdm(total=total, desc="validate", unit="frame", disable=not progress) as bar:
+        for case in found:
+            for frame in case.frames:
+                errors = labelme.validate_annotation(frame.json_path, label_map)
+                if errors:
+                    problems.extend(errors)
+                    skipped.append({"file": str(frame.json_path), "problems": list(errors)})
+                else:
+                    valid.setdefault(case.case_id, []).append(frame)
+                bar.update()
+                bar.set_postfix(invalid=len(skipped))
+    if problems and not skip_invalid:
+        raise TFRecordBuildError(problems)
+    if not valid:
+        raise TFRecordBuildError(problems + [f"{labelme_dir}: no valid annotated frame to write"])
+
+    def load(item: tuple[int, cases_lib.Frame]) -> tuple[bytes, np.ndarray, tuple[int, int]]:
+        case_id, frame = item
+        ann = labelme.load_annotation(frame.json_path, label_map)
+        source = pathlib.Path(ann.image_path or frame.json_path)
+        try:
+            filename = source.resolve().relative_to(labelme_dir.resolve()).as_posix()
+        except ValueError:
+            filename = source.name
+        label = np.asarray(ann.label, dtype=np.uint8)
+        serialized = encode_example(ann.image, label, filename, case_id, frame.frame_id)
+        counts = np.bincount(label.ravel(), minlength=256)
+        return serialized, counts, label.shape
+
+    # 2. Write shards under a temporary folder, rename when all are complete.
+    manifest_cases: dict[str, Any] = {}
+    sizes: set[tuple[int, int]] = set()
+    tmp_dir = pathlib.Path(tempfile.mkdtemp(prefix=".build_tfrecords-", dir=output_dir))
+    try:
+        items = [(cid, fr) for cid in sorted(valid) for fr in valid[cid]]
+        results = _ordered_map(load, items, num_workers or os.cpu_count() or 1)
+        with tqdm(total=len(items), desc="write", unit="frame", disable=not progress) as bar:
+            for case in found:
+                frames = valid.get(case.case_id, [])
+                if not frames:
+                    continue
+                num_shards = min(shards_per_case, len(frames))
+                counts = np.zeros(256, np.int64)
+                case_sizes: set[tuple[int, int]] = set()
+                shard_names = []
+                for shard, chunk in enumerate(np.array_split(np.arange(len(frames)), num_shards)):
+                    name = shard_filename(case.case_id, shard, num_shards)
+                    shard_names.append(name)
+                    with tf.io.TFRecordWriter(str(tmp_dir / name)) as writer:
+                        for _ in chunk:
+                            serialized, frame_counts, shape = next(results)
+                            writer.write(serialized)
+                            counts += frame_counts
+                            case_sizes.add(shape)
+                            bar.update()
+                sizes |= case_sizes
+                manifest_cases[labels.case_name(case.case_id)] = {
+                    "case_id": case.case_id,
+                    "folder": case.folder.relative_to(labelme_dir).as_posix() or ".",
+                    "frames": len(frames),
+                    "frame_ids": [f.frame_id for f in frames],
+                    "shards": shard_names,
+                    "image_size": list(case_sizes.pop()) if len(case_sizes) == 1 else None,
+                    "pixels_per_class": _pixels_per_class(counts, names),
+                }
+        for case_entry in manifest_cases.values():
+            for name in case_entry["shards"]:
+                os.replace(tmp_dir / name, output_dir / name)
+        manifest = {
+            "classes": {name: class_id for class_id, name in names.items()},
+            "ignore_label": labels.IGNORE_LABEL,
+            "cases": manifest_cases,
+            "image_size": list(sizes.pop()) if len(sizes) == 1 else None,
+            "total_frames": sum(c["frames"] for c in manifest_cases.values()),
+            "source_dir": str(labelme_dir),
+            "label_map": dict(label_map) if label_map is not None else None,
+            "skipped": skipped,
+        }
+        _write_json_atomic(output_dir / MANIFEST_NAME, manifest)
+    except BaseException:
+        _remove_previous_build(output_dir)
+        raise
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return manifest
+
+
+def format_table1(manifest: Mapping[str, Any]) -> str:
+    """The paper's Table 1 (images per case, and the total) as plain text."""
+    rows = [("Case", "Frames")]
+    for name, entry in sorted(manifest["cases"].items(), key=lambda kv: kv[1]["case_id"]):
+        rows.append((name, str(entry["frames"])))
+    rows.append(("Total", str(sum(e["frames"] for e in manifest["cases"].values()))))
+    width = max(len(r[0]) for r in rows)
+    lines = ["Table 1. Number of images for each case"]
+    lines += [f"{a:<{width}}  {b:>6}" for a, b in rows]
+    return "\n".join(lines)

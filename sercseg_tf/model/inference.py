@@ -1,0 +1,183 @@
+"""Whole-frame inference and SavedModel export with preprocessing and padding in the graph.
+
+`predict_logits` is the one inference path, used both in process (evaluation) and
+inside the exported SavedModel, so exported and in-process predictions agree (the
+disagreement deeplab2 users reported in its issue #110 came from two paths):
+
+    x = preprocess(images)                         caffe-style ImageNet normalisation
+    x = resize_bilinear(x, round(image_scale * (H, W)))
+    x = pad_bottom_right(x, to OS*k+1, value 0)    0 == ImageNet mean colour
+    logits = model(x, training=False)[:, :h, :w]   crop the padding away
+    logits = resize_bilinear(logits, (H, W))       back to the input size
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from sercseg_tf.labels import SERVING_INPUT, SERVING_PRED, SERVING_PROBS
+from sercseg_tf.model.preprocessing import preprocess_images
+from sercseg_tf.model.resnet import check_output_stride
+
+SERVING_SIGNATURE = "serving_default"
+
+
+def scaled_size(height, width, image_scale: float):
+    """Returns ``(max(1, round(image_scale * height)), max(1, round(image_scale * width)))``.
+
+    Works on Python ints and on scalar int tensors (then returns int32 tensors).
+    """
+    if isinstance(height, int) and isinstance(width, int):
+        return (max(1, round(image_scale * height)), max(1, round(image_scale * width)))
+
+    def scale(n):
+        scaled = tf.math.round(tf.cast(n, tf.float32) * image_scale)
+        return tf.maximum(tf.cast(scaled, tf.int32), 1)
+
+    return scale(height), scale(width)
+
+
+def padded_size(size, output_stride: int):
+    """Returns the smallest ``OS*k+1 >= size`` (the crop sizes that align all strides).
+
+    Implements ``ceil((size - 1) / OS) * OS + 1``; works on ints and int tensors.
+    """
+    return (size - 1 + output_stride - 1) // output_stride * output_stride + 1
+
+
+def predict_logits(
+    model: keras.Model,
+    images_uint8,
+    image_scale: float = 1.0,
+    output_stride: int = 16,
+) -> tf.Tensor:
+    """Runs the model on whole RGB frames of any size and returns logits at that size.
+
+    tf.function-friendly (dynamic batch and spatial size); ``image_scale`` and
+    ``output_stride`` are Python constants.
+
+    Args:
+      model: DeepLab model taking preprocessed float32 ``[B, h, w, 3]``.
+      images_uint8: RGB frames ``[B, H, W, 3]`` (uint8, or floats in [0, 255]).
+      image_scale: factor the frames are resized by before the model (as in training).
+      output_stride: the model's output stride; inputs are padded to ``OS*k+1``.
+
+    Returns:
+      float32 logits ``[B, H, W, num_classes]``.
+    """
+    check_output_stride(output_stride)
+    images = tf.convert_to_tensor(images_uint8)
+    shape = tf.shape(images)
+    height, width = shape[1], shape[2]
+    x = preprocess_images(images)
+    if image_scale != 1.0:
+        x = tf.image.resize(x, scaled_size(height, width, image_scale), method="bilinear")
+    x_shape = tf.shape(x)
+    h, w = x_shape[1], x_shape[2]
+    pad_h = padded_size(h, output_stride) - h
+    pad_w = padded_size(w, output_stride) - w
+    x = tf.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], constant_values=0.0)
+    logits = tf.cast(model(x, training=False), tf.float32)
+    logits = logits[:, :h, :w, :]
+    if image_scale != 1.0:
+        logits = tf.image.resize(logits, tf.stack([height, width]), method="bilinear")
+    return logits
+
+
+class _ServingModule(tf.Module):
+    """tf.Module holding the model and the ``serving_default`` tf.function."""
+
+    def __init__(self, model: keras.Model, image_scale: float, output_stride: int):
+        super().__init__(name="sercseg_serving")
+        self.model = model
+        self.image_scale = float(image_scale)
+        self.output_stride = int(output_stride)
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=SERVING_INPUT)]
+    )
+    def serve(self, images):
+        """``images: uint8[B,H,W,3]`` -> ``{semantic_pred: int32[B,H,W], semantic_probs}``."""
+        logits = predict_logits(self.model, images, self.image_scale, self.output_stride)
+        probs = tf.nn.softmax(logits, axis=-1)
+        return {
+            SERVING_PRED: tf.argmax(logits, axis=-1, output_type=tf.int32),
+            SERVING_PROBS: probs,
+        }
+
+
+def export_saved_model(
+    model: keras.Model,
+    export_dir: str | os.PathLike,
+    image_scale: float = 1.0,
+    output_stride: int = 16,
+) -> Path:
+    """Writes a TF SavedModel whose ``serving_default`` segments uint8 frames of any size.
+
+    Signature: ``serving_default(images: uint8[B,H,W,3]) -> {semantic_pred: int32[B,H,W],
+    semantic_probs: float32[B,H,W,num_classes]}`` with preprocessing, scaling, padding
+    and cropping inside the graph (`predict_logits`). Written to a temporary directory
+    beside ``export_dir`` and renamed, so a failed export leaves nothing half-written;
+    an existing ``export_dir`` is replaced.
+
+    Args:
+      model: DeepLab model (preprocessed float input).
+      export_dir: output directory.
+      image_scale: frame scale used in training (`predict_logits`).
+      output_stride: the model's output stride.
+
+    Returns:
+      ``export_dir`` as a Path.
+    """
+    check_output_stride(output_stride)
+    export_dir = Path(export_dir)
+    export_dir.parent.mkdir(parents=True, exist_ok=True)
+    module = _ServingModule(model, image_scale, output_stride)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{export_dir.name}.tmp-", dir=export_dir.parent))
+    try:
+        tf.saved_model.save(module, str(tmp_dir), signatures={SERVING_SIGNATURE: module.serve})
+        if export_dir.exists():
+            old = export_dir.with_name(f".{export_dir.name}.old-{os.getpid()}")
+            export_dir.rename(old)
+            shutil.rmtree(old)
+        tmp_dir.rename(export_dir)
+    finally:
+        if tmp_dir.exists():
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+    return export_dir
+
+
+def load_serving_fn(export_dir: str | os.PathLike) -> Callable[..., dict[str, tf.Tensor]]:
+    """Loads an exported SavedModel's ``serving_default`` function.
+
+    Args:
+      export_dir: directory written by `export_saved_model`.
+
+    Returns:
+      ``fn(images_uint8[B,H,W,3]) -> {"semantic_pred": int32[B,H,W],
+      "semantic_probs": float32[B,H,W,num_classes]}`` (the loaded object is kept alive
+      by the closure).
+
+    Raises:
+      FileNotFoundError: no SavedModel in ``export_dir``.
+    """
+    export_dir = Path(export_dir)
+    if not (export_dir / "saved_model.pb").is_file():
+        raise FileNotFoundError(f"{export_dir}: no saved_model.pb (not an exported model)")
+    loaded = tf.saved_model.load(str(export_dir))
+    signature = loaded.signatures[SERVING_SIGNATURE]
+
+    def serving_fn(images) -> dict[str, tf.Tensor]:
+        outputs = signature(**{SERVING_INPUT: tf.convert_to_tensor(images, tf.uint8)})
+        return {SERVING_PRED: outputs[SERVING_PRED], SERVING_PROBS: outputs[SERVING_PROBS]}
+
+    serving_fn.loaded = loaded  # keep the restored variables alive
+    return serving_fn
+

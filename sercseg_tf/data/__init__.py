@@ -1,0 +1,1 @@
+"""Data stages: synthetic cases, video frames, LabelMe rasterisation, TFRecords, tf.data."""

@@ -1,0 +1,301 @@
+"""Builds the leave-one-case-out report (paper Tables 1-3, Figures 3, 4, 6) from CSVs.
+
+Reads what ``tools/run_loocv.py`` and training wrote under ``MODEL_DIR`` (layout in
+``sercseg_tf.reporting.layout``) and writes ``MODEL_DIR/report/``:
+
+- ``table1.csv`` / ``.md``: frames per case.
+- ``table2_iou.csv`` / ``.md``: mean IoU per case and class (paper Table 2).
+- ``table3_relative_error.csv`` / ``.md``: relative error (eq. 5) AVG / SD per case
+  (paper Table 3), with the |M| floor stated.
+- ``agreement.csv`` / ``.md``: Bland-Altman bias and limits, ICC(2,1), Lin's CCC, mean
+  absolute error per feature; ``absolute_error.csv`` / ``.md``: |A - M| per case.
+- ``frames_all.csv`` (every held-out frame), ``relative_error_frames.csv``,
+  ``learning_curve.csv``, ``report.md`` (all tables in one file).
+- ``figures/``: Figure 3 learning curve, Figure 4 overlays per case, Figure 6 style tip
+  close-ups per case, Bland-Altman and scatter plots (matplotlib, Agg).
+- ``index.html`` assembling all of it (relative links, no JavaScript, no network).
+
+Markdown and HTML tables put the paper's values beside ours; the paper's are from
+clinical videos, ours from synthetic data. No TensorFlow is imported here.
+
+Usage: ``python -m sercseg_tf.report --model_dir runs [--output_dir runs/report]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from collections.abc import Iterable
+
+import pandas as pd
+
+from sercseg_tf import paper_values
+from sercseg_tf.reporting import figures, html_page, layout, tables
+
+TRAIN_HISTORY = ("train", "history.csv")
+EVAL_HISTORY = ("eval", "history.csv")
+EVAL_IOU = ("eval", "iou.csv")
+FIGURES_SUBDIR = "figures"
+
+
+@dataclasses.dataclass
+class ReportResult:
+    """What `build_report` wrote."""
+
+    output_dir: pathlib.Path
+    index_html: pathlib.Path
+    files: list[pathlib.Path]
+    folds_reported: list[int]
+    folds_failed: dict[int, str]
+    tables: dict[str, pd.DataFrame]
+
+
+def load_frames(model_dir: str | os.PathLike, folds: Iterable[int]) -> pd.DataFrame:
+    """Concatenates ``fold_NN/predict/frames.csv`` of the given folds (adds a fold column).
+
+    The image / label file columns stay relative to each fold's predict directory.
+    """
+    parts = []
+    for fold in folds:
+        path = layout.frames_csv(model_dir, fold)
+        if path.exists():
+            df = pd.read_csv(path)
+            df.insert(0, "fold", int(fold))
+            parts.append(df)
+    if not parts:
+        return _empty_frames()
+    return pd.concat(parts, ignore_index=True)
+
+
+def _empty_frames() -> pd.DataFrame:
+    cols = ["fold", "case", "frame", "filename", "image_file", "manual_file", "auto_file",
+            *layout.IOU_COLUMNS, "tip_error_px"]
+    cols += [f"{s}_{f}" for s in layout.SOURCES for f in layout.FEATURES]
+    cols += [f"{s}_tip_{a}" for s in layout.SOURCES for a in ("x", "y")]
+    return pd.DataFrame({c: pd.Series(dtype=float) for c in cols})
+
+
+def load_histories(model_dir: str | os.PathLike,
+                   folds: Iterable[int]) -> dict[int, dict[str, pd.DataFrame]]:
+    """Reads ``fold_NN/train/history.csv`` and ``fold_NN/eval/history.csv`` where present."""
+    out: dict[int, dict[str, pd.DataFrame]] = {}
+    for fold in folds:
+        fd = layout.fold_dir(model_dir, fold)
+        h = {}
+        for split, rel in (("train", TRAIN_HISTORY), ("eval", EVAL_HISTORY)):
+            p = fd.joinpath(*rel)
+            if p.exists() and p.stat().st_size > 0:
+                try:
+                    h[split] = pd.read_csv(p)
+                except (pd.errors.ParserError, pd.errors.EmptyDataError):
+                    continue
+        if h:
+            out[int(fold)] = h
+    return out
+
+
+def _write_csv(df: pd.DataFrame, path: pathlib.Path, files: list[pathlib.Path]) -> None:
+    layout.atomic_write_text(path, df.to_csv(float_format="%.6g"))
+    files.append(path)
+
+
+def _write_text(text: str, path: pathlib.Path, files: list[pathlib.Path]) -> None:
+    layout.atomic_write_text(path, text)
+    files.append(path)
+
+
+def _status_rows(status: dict[int, dict]) -> tuple[list[str], list[list[str]]]:
+    header = ["Fold", "Held-out case", "Status", "Seconds", "Detail"]
+    rows = []
+    for fold in sorted(status):
+        s = status[fold]
+        sec = s.get("seconds")
+        rows.append([f"{fold:02d}", str(s.get("held_out_case", fold)), str(s.get("status", "?")),
+                     f"{float(sec):.0f}" if isinstance(sec, (int, float)) else "",
+                     str(s.get("error", "") or "")])
+    return header, rows
+
+
+def build_report(model_dir: str | os.PathLike, output_dir: str | os.PathLike | None = None,
+                 folds: Iterable[int] | None = None,
+                 failures: dict[int, str] | None = None) -> ReportResult:
+    """Writes tables, figures and ``index.html`` for the folds found under ``model_dir``.
+
+    Args:
+      model_dir: the run directory (``MODEL_DIR``) holding ``fold_NN`` directories.
+      output_dir: where to write; default ``MODEL_DIR/report``.
+      folds: folds to include; default every ``fold_NN`` present.
+      failures: ``{fold: reason}`` of folds that failed in this invocation; merged with
+        ``loocv_status.json`` (which run_loocv keeps) and listed in the report.
+
+    Returns:
+      A `ReportResult` with the written paths and the computed tables.
+    """
+    model_dir = pathlib.Path(model_dir)
+    out = pathlib.Path(output_dir) if output_dir else model_dir / layout.REPORT_SUBDIR
+    fig_dir = out / FIGURES_SUBDIR
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    status = layout.read_status(model_dir)
+    for fold, reason in (failures or {}).items():
+        status.setdefault(int(fold), {}).update({"status": "failed", "error": reason})
+    if folds is not None:
+        folds = sorted(set(int(f) for f in folds))
+        status = {k: v for k, v in status.items() if k in folds}
+    else:
+        folds = layout.list_folds(model_dir)
+    failed = {k: str(v.get("error", "")) for k, v in status.items() if v.get("status") == "failed"}
+
+    frames = load_frames(model_dir, folds)
+    reported = sorted(int(f) for f in frames["fold"].unique()) if len(frames) else []
+    files: list[pathlib.Path] = []
+    notes = [f"paper = clinical data (11 ICSI videos; {paper_values.PAPER_CITATION}).",
+             f"ours = synthetic data (this run: {len(reported)} fold(s), "
+             f"{len(frames)} held-out frames)."]
+
+    # Tables.
+    t1 = tables.table1(frames)
+    t2 = tables.table2_iou(frames)
+    t3 = tables.table3_relative_error(frames)
+    ag = tables.agreement(frames)
+    ae = tables.absolute_error(frames)
+    re_frames = tables.relative_error_frames(frames)
+    floor = ", ".join(f"{f}: {v:g}" for f, v in tables.RELATIVE_ERROR_FLOOR.items())
+    excluded = ""
+    if not t3.empty and tables.AVERAGE_LABEL in t3.index:
+        excluded = ", ".join(f"{f}: {int(t3.loc[tables.AVERAGE_LABEL, f'{f}_excluded'])}"
+                             for f in layout.FEATURES)
+    t3_notes = [*notes,
+                "Relative error (eq. 5) = |A − M| / |M| × 100 per frame; AVG = mean and "
+                "SD = sample SD over the frames of a case; AVG row = mean of case rows.",
+                f"Frames with a NaN feature (missing region) or |M| below the floor ({floor}; "
+                f"f3, f4 in px) are left out; left out for the floor: {excluded or 'n/a'}."]
+    t2_notes = [*notes, "IoU per frame and class, a class absent from both masks left out; "
+                "mean over frames of a case; Average column = mean of the class means; "
+                "AVG row = mean of case rows."]
+    ag_notes = [*notes, "Pooled over all held-out frames with both values; the paper reports "
+                "none of these. Bias and limits: A − M, bias ± 1.96 SD (Bland–Altman). "
+                "ICC(2,1): two-way random, absolute agreement, single measure. "
+                "tip_px: Euclidean manual-to-automatic needle tip distance."]
+    specs = [
+        ("table1", t1, tables.table1_rows(t1), "Table 1: number of images per case", notes),
+        ("table2_iou", t2, tables.table2_rows(t2), "Table 2: average IoU", t2_notes),
+        ("table3_relative_error", t3, tables.table3_rows(t3),
+         "Table 3: average and SD of relative errors [%]", t3_notes),
+        ("agreement", ag, tables.agreement_rows(ag),
+         "Agreement of automatic (A) and manual (M) features", ag_notes),
+        ("absolute_error", ae, tables.absolute_error_rows(ae),
+         "Absolute errors |A − M| per case (mean ± SD)", notes),
+    ]
+    markdown: dict[str, str] = {}
+    for name, df, (header, rows), title, nts in specs:
+        _write_csv(df, out / f"{name}.csv", files)
+        markdown[name] = tables.to_markdown(header, rows, title=title, notes=nts)
+        _write_text(markdown[name], out / f"{name}.md", files)
+    _write_csv(frames.set_index(["fold", "case", "frame"]), out / "frames_all.csv", files)
+    _write_csv(re_frames.set_index(["case", "frame"]), out / "relative_error_frames.csv", files)
+    sh, sr = _status_rows(status)
+    _write_text("# sercseg_tf leave-one-case-out report\n\n"
+                + "\n".join(f"- {n}" for n in notes) + "\n\n"
+                + tables.to_markdown(sh, sr, title="Folds") + "\n"
+                + "\n".join(markdown[s[0]] for s in specs), out / "report.md", files)
+
+    # Figures.
+    histories = load_histories(model_dir, folds)
+    curve = figures.learning_curve_table(histories)
+    fig_files: dict[str, list[tuple[str, str]]] = {"fig3": [], "fig4": [], "fig6": [],
+                                                   "ba": []}
+    if not curve.empty:
+        _write_csv(curve, out / "learning_curve.csv", files)
+    p = figures.figure3_learning_curve(curve, fig_dir / "figure3_learning_curve.png",
+                                       n_folds=len(histories))
+    if p:
+        files.append(p)
+        fig_files["fig3"].append((f"{FIGURES_SUBDIR}/{p.name}",
+                                  f"Learning curve averaged over {len(histories)} fold(s)."))
+    for (fold, case), grp in frames.groupby(["fold", "case"]):
+        pdir = layout.predict_dir(model_dir, int(fold))
+        p4 = figures.figure4_case(grp, pdir, fig_dir / f"figure4_case{int(case):02d}.png")
+        if p4:
+            files.append(p4)
+            fig_files["fig4"].append((f"{FIGURES_SUBDIR}/{p4.name}",
+                                      f"Case {int(case)}: (a) input, (b) manual, (c) automatic."))
+        p6 = figures.figure6_case(grp, pdir, fig_dir / f"figure6_case{int(case):02d}.png")
+        if p6:
+            files.append(p6)
+            fig_files["fig6"].append((f"{FIGURES_SUBDIR}/{p6.name}",
+                                      f"Case {int(case)}: needle tip, frame with the largest "
+                                      "tip error (green + manual, red dot automatic)."))
+    for name, fn, cap in (("bland_altman.png", figures.bland_altman_plot,
+                           "Bland–Altman plots of f1–f4."),
+                          ("scatter_auto_vs_manual.png", figures.scatter_plot,
+                           "Automatic against manual value per feature (dashed: identity).")):
+        pb = fn(frames, fig_dir / name) if len(frames) else None
+        if pb:
+            files.append(pb)
+            fig_files["ba"].append((f"{FIGURES_SUBDIR}/{pb.name}", cap))
+
+    # HTML.
+    warnings = [f"Fold {k:02d} failed: {v}" for k, v in sorted(failed.items())]
+    if not len(frames):
+        warnings.append("No fold has predictions yet: tables are empty.")
+    sec = html_page.Section
+    sections = [
+        sec("Folds", "folds", table_html=tables.to_html(sh, sr),
+            links=[os.path.relpath(model_dir / layout.STATUS_JSON, out)]
+            if (model_dir / layout.STATUS_JSON).exists() else []),
+        sec("Table 1: images per case", "table1",
+            table_html=tables.to_html(*specs[0][2]), links=["table1.csv", "table1.md"]),
+        sec("Table 2: average IoU", "table2", table_html=tables.to_html(*specs[1][2]),
+            notes=t2_notes[2:], links=["table2_iou.csv", "table2_iou.md"]),
+        sec("Table 3: relative errors [%]", "table3", table_html=tables.to_html(*specs[2][2]),
+            notes=t3_notes[2:], links=["table3_relative_error.csv", "table3_relative_error.md",
+                                       "relative_error_frames.csv"]),
+        sec("Agreement statistics", "agreement", table_html=tables.to_html(*specs[3][2])
+            + tables.to_html(*specs[4][2]), notes=ag_notes[2:],
+            figures=fig_files["ba"], links=["agreement.csv", "agreement.md",
+                                            "absolute_error.csv", "absolute_error.md",
+                                            "frames_all.csv"]),
+        sec("Figure 3: learning curve", "figure3", figures=fig_files["fig3"],
+            intro="" if fig_files["fig3"] else "No history.csv found.",
+            links=["learning_curve.csv"] if not curve.empty else []),
+        sec("Figure 4: segmentation examples", "figure4", figures=fig_files["fig4"],
+            intro="Middle held-out frame of each case; colours: " + ", ".join(
+                tables.IOU_DISPLAY_NAMES) + " as in the legend."),
+        sec("Figure 6: needle tip close-ups", "figure6", figures=fig_files["fig6"],
+            intro="" if fig_files["fig6"] else "No frame with both tips found."),
+    ]
+    index = out / "index.html"
+    _write_text(html_page.render("sercseg_tf: leave-one-case-out reproduction report",
+                                 notes, warnings, sections), index, files)
+    return ReportResult(output_dir=out, index_html=index, files=files,
+                        folds_reported=reported, folds_failed=failed,
+                        tables={"table1": t1, "table2_iou": t2, "table3_relative_error": t3,
+                                "agreement": ag, "absolute_error": ae})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: ``python -m sercseg_tf.report --model_dir runs [--output_dir DIR] [--folds 1-3]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model_dir", default="runs")
+    parser.add_argument("--output_dir", default=None)
+    parser.add_argument("--folds", default=None, help='e.g. "5", "1-3", "1,5,7"')
+    args = parser.parse_args(argv)
+    if not pathlib.Path(args.model_dir).is_dir():
+        print(f"{args.model_dir}: not a directory")
+        return 1
+    try:
+        folds = layout.parse_folds(args.folds)
+    except ValueError as e:
+        print(e)
+        return 1
+    res = build_report(args.model_dir, args.output_dir, folds=folds)
+    print(f"report: {res.index_html} ({len(res.files)} files, folds {res.folds_reported}, "
+          f"failed {sorted(res.folds_failed)})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

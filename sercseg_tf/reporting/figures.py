@@ -1,0 +1,275 @@
+"""Report figures with matplotlib (Agg backend, no display): Figures 3, 4, 6 and Bland-Altman.
+
+- Figure 3: learning curve, training loss averaged over folds per step (band: min-max over
+  folds), held-out loss averaged over folds where ``eval/history.csv`` has a loss column.
+- Figure 4: per case, (a) input, (b) manual labels, (c) automatic labels over the input.
+- Figure 6 style: per case, close-up around the needle tip of the frame with the largest
+  tip error: (a) input, (b) manual needle mask, (c) automatic needle mask; manual tip
+  marked with a green cross, automatic tip with a red dot in every panel.
+- Bland-Altman plots (Bland & Altman 1986) of A - M against (A + M) / 2 for f1..f4, with
+  the bias and the 95 % limits of agreement.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from sercseg_tf import labels  # noqa: E402
+from sercseg_tf.reporting import layout, tables  # noqa: E402
+
+DPI = 110
+TIP_CROP_HALF = 64  # half side of the Figure 6 close-up, px
+
+
+def colorize(label_map: np.ndarray) -> np.ndarray:
+    """Maps a class label map to RGB with ``labels.CLASS_COLOURS`` (ignore -> IGNORE_COLOUR)."""
+    lut = np.zeros((256, 3), np.uint8)
+    for c, rgb in enumerate(labels.CLASS_COLOURS):
+        lut[c] = rgb
+    lut[labels.IGNORE_LABEL] = labels.IGNORE_COLOUR
+    return lut[np.asarray(label_map, dtype=np.uint8)]
+
+
+def overlay(image_rgb: np.ndarray, label_map: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """Blends class colours over an image where the label is not background."""
+    img = np.asarray(image_rgb, dtype=np.float32)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    lab = np.asarray(label_map)
+    if lab.shape != img.shape[:2]:
+        lab = np.asarray(Image.fromarray(lab.astype(np.uint8)).resize(
+            (img.shape[1], img.shape[0]), Image.NEAREST))
+    col = colorize(lab).astype(np.float32)
+    fg = (lab != labels.BACKGROUND)[..., None]
+    out = np.where(fg, (1 - alpha) * img + alpha * col, img)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def _save(fig, path: pathlib.Path) -> pathlib.Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def _legend_handles():
+    from matplotlib.patches import Patch
+    return [Patch(color=np.array(labels.CLASS_COLOURS[c]) / 255.0,
+                  label=labels.CLASS_DISPLAY_NAMES[c]) for c in labels.EVAL_CLASSES]
+
+
+def learning_curve_table(histories: dict[int, dict[str, pd.DataFrame]]) -> pd.DataFrame:
+    """Averages loss histories over folds per step.
+
+    Args:
+      histories: ``{fold: {"train": df(step, loss), "eval": df(step, loss, ...)}}``;
+        either entry may be missing.
+
+    Returns:
+      DataFrame indexed by step with columns ``train_loss_mean, train_loss_min,
+      train_loss_max, train_n_folds, eval_loss_mean, eval_loss_sd, eval_n_folds``
+      (NaN where a split has no value at a step).
+    """
+    parts = []
+    for split in ("train", "eval"):
+        series = {}
+        for fold, h in histories.items():
+            df = h.get(split)
+            if df is None or "step" not in df or "loss" not in df or df.empty:
+                continue
+            series[fold] = df.groupby("step")["loss"].mean()
+        if not series:
+            continue
+        wide = pd.DataFrame(series).sort_index()
+        parts.append(pd.DataFrame({
+            f"{split}_loss_mean": wide.mean(axis=1), f"{split}_loss_min": wide.min(axis=1),
+            f"{split}_loss_max": wide.max(axis=1), f"{split}_loss_sd": wide.std(axis=1),
+            f"{split}_n_folds": wide.notna().sum(axis=1)}))
+    if not parts:
+        return pd.DataFrame()
+    out = pd.concat(parts, axis=1).sort_index()
+    out.index.name = "step"
+    return out
+
+
+def figure3_learning_curve(curve: pd.DataFrame, path: pathlib.Path,
+                           n_folds: int) -> pathlib.Path | None:
+    """Plots the fold-averaged learning curve (paper Figure 3). None if no history."""
+    if curve.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if "train_loss_mean" in curve:
+        t = curve["train_loss_mean"].dropna()
+        ax.plot(t.index, t.values, color="tab:blue", label=f"train (mean of {n_folds} folds)")
+        lo = curve.loc[t.index, "train_loss_min"]
+        hi = curve.loc[t.index, "train_loss_max"]
+        ax.fill_between(t.index, lo, hi, color="tab:blue", alpha=0.2, label="train min–max")
+    if "eval_loss_mean" in curve:
+        e = curve["eval_loss_mean"].dropna()
+        ax.plot(e.index, e.values, "o-", color="tab:orange", label="held-out case (mean)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("softmax cross-entropy loss")
+    ax.set_title("Figure 3 (ours): learning curve averaged over folds")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def _read(path: pathlib.Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im)
+
+
+def _pick_middle(df: pd.DataFrame) -> pd.Series:
+    df = df.sort_values("frame")
+    return df.iloc[len(df) // 2]
+
+
+def figure4_case(frames_case: pd.DataFrame, fold_predict_dir: pathlib.Path,
+                 path: pathlib.Path) -> pathlib.Path | None:
+    """Figure 4 for one case: input / manual / automatic overlays of its middle frame."""
+    have = frames_case.dropna(subset=["image_file", "manual_file", "auto_file"])
+    if have.empty:
+        return None
+    row = _pick_middle(have)
+    try:
+        img = _read(fold_predict_dir / row["image_file"])
+        man = _read(fold_predict_dir / row["manual_file"])
+        aut = _read(fold_predict_dir / row["auto_file"])
+    except OSError:
+        return None
+    case = int(row["case"])
+    iou = ", ".join(f"{n} {row[c]:.2f}" for n, c in zip(tables.IOU_DISPLAY_NAMES,
+                                                          layout.IOU_COLUMNS, strict=True)
+                    if np.isfinite(row[c]))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    panels = [(img, "(a) input"), (overlay(img, man), "(b) manual (ground truth)"),
+              (overlay(img, aut), "(c) automatic (DeepLab)")]
+    for ax, (im, title) in zip(axes, panels, strict=True):
+        ax.imshow(im)
+        ax.set_title(title)
+        ax.axis("off")
+    fig.suptitle(f"Figure 4 (ours): case {case}, frame {int(row['frame'])} — IoU {iou}")
+    fig.legend(handles=_legend_handles(), loc="lower center", ncol=3, frameon=False)
+    return _save(fig, path)
+
+
+def figure6_case(frames_case: pd.DataFrame, fold_predict_dir: pathlib.Path,
+                 path: pathlib.Path) -> pathlib.Path | None:
+    """Figure 6 style needle-tip close-up of the case's frame with the largest tip error."""
+    need = ["manual_tip_x", "manual_tip_y", "auto_tip_x", "auto_tip_y", "tip_error_px"]
+    if any(c not in frames_case for c in need):
+        return None
+    have = frames_case.dropna(subset=[*need, "image_file", "manual_file", "auto_file"])
+    if have.empty:
+        return None
+    row = have.loc[have["tip_error_px"].astype(float).idxmax()]
+    try:
+        img = _read(fold_predict_dir / row["image_file"])
+        man = _read(fold_predict_dir / row["manual_file"])
+        aut = _read(fold_predict_dir / row["auto_file"])
+    except OSError:
+        return None
+    h, w = man.shape[:2]
+    mx, my = float(row["manual_tip_x"]), float(row["manual_tip_y"])
+    ax_, ay_ = float(row["auto_tip_x"]), float(row["auto_tip_y"])
+    cx, cy = (mx + ax_) / 2, (my + ay_) / 2
+    half = max(TIP_CROP_HALF, int(np.ceil(np.hypot(mx - ax_, my - ay_) / 2)) + 16)
+    x0, x1 = int(max(0, cx - half)), int(min(w, cx + half))
+    y0, y1 = int(max(0, cy - half)), int(min(h, cy + half))
+    needle = labels.NEEDLE
+
+    def mask_rgb(lab):
+        m = (lab == needle)
+        rgb = np.full(lab.shape + (3,), 255, np.uint8)
+        rgb[m] = (0, 0, 0)
+        return rgb
+
+    panels = [(img, "(a) input"), (mask_rgb(man), "(b) needle, manual"),
+              (mask_rgb(aut), "(c) needle, automatic")]
+    fig, axes = plt.subplots(1, 3, figsize=(11, 4))
+    for ax, (im, title) in zip(axes, panels, strict=True):
+        ax.imshow(im[y0:y1, x0:x1], extent=(x0 - 0.5, x1 - 0.5, y1 - 0.5, y0 - 0.5),
+                  interpolation="nearest")
+        ax.plot([mx], [my], "+", color="lime", markersize=14, mew=2.5, label="manual tip")
+        ax.plot([ax_], [ay_], "o", color="red", markersize=6, label="automatic tip")
+        ax.set_title(title)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0].legend(loc="lower left", fontsize=8)
+    fig.suptitle(f"Figure 6 style (ours): case {int(row['case'])}, frame {int(row['frame'])}"
+                 f" — tip error {float(row['tip_error_px']):.1f} px")
+    return _save(fig, path)
+
+
+def bland_altman_plot(frames: pd.DataFrame, path: pathlib.Path) -> pathlib.Path | None:
+    """Bland-Altman plots of f1..f4 (points coloured by case). None if nothing to plot."""
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    plotted = False
+    cases = sorted(frames["case"].unique()) if len(frames) else []
+    cmap = plt.get_cmap("tab20")
+    for ax, f in zip(axes.ravel(), layout.FEATURES, strict=True):
+        a = frames[f"auto_{f}"].to_numpy(np.float64)
+        m = frames[f"manual_{f}"].to_numpy(np.float64)
+        ok = np.isfinite(a) & np.isfinite(m)
+        unit = tables.FEATURE_UNITS[f]
+        ax.set_title(f"{f}: {tables.FEATURE_DESCRIPTIONS[f]}", fontsize=9)
+        ax.set_xlabel(f"(A + M) / 2 {('[' + unit + ']') if unit else ''}")
+        ax.set_ylabel(f"A − M {('[' + unit + ']') if unit else ''}")
+        ax.grid(alpha=0.3)
+        if not ok.any():
+            ax.text(0.5, 0.5, "no frame with both values", ha="center", transform=ax.transAxes)
+            continue
+        plotted = True
+        for i, c in enumerate(cases):
+            sel = ok & (frames["case"].to_numpy() == c)
+            ax.scatter((a[sel] + m[sel]) / 2, a[sel] - m[sel], s=10, color=cmap(i % 20),
+                       label=f"case {int(c)}")
+        ba = tables.bland_altman(a, m)
+        ax.axhline(ba["bias"], color="k", lw=1.2, label=f"bias {ba['bias']:.3g}")
+        if np.isfinite(ba["sd_diff"]):
+            for v in (ba["loa_low"], ba["loa_high"]):
+                ax.axhline(v, color="k", ls="--", lw=1)
+        ax.legend(fontsize=7, ncol=2)
+    fig.suptitle("Bland–Altman: automatic (A) vs manual (M); dashed = bias ± 1.96 SD")
+    if not plotted:
+        plt.close(fig)
+        return None
+    return _save(fig, path)
+
+
+def scatter_plot(frames: pd.DataFrame, path: pathlib.Path) -> pathlib.Path | None:
+    """Automatic against manual value per feature with the identity line."""
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4))
+    plotted = False
+    for ax, f in zip(axes, layout.FEATURES, strict=True):
+        a = frames[f"auto_{f}"].to_numpy(np.float64)
+        m = frames[f"manual_{f}"].to_numpy(np.float64)
+        ok = np.isfinite(a) & np.isfinite(m)
+        ax.set_title(f)
+        ax.set_xlabel("manual M")
+        ax.set_ylabel("automatic A")
+        ax.grid(alpha=0.3)
+        if not ok.any():
+            continue
+        plotted = True
+        ax.scatter(m[ok], a[ok], s=8, c=frames["case"].to_numpy()[ok], cmap="tab20")
+        lo = float(min(m[ok].min(), a[ok].min()))
+        hi = float(max(m[ok].max(), a[ok].max()))
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    if not plotted:
+        plt.close(fig)
+        return None
+    return _save(fig, path)

@@ -35,7 +35,7 @@ TABLE1_FRAMES: dict[int, int] = {
 
 # Table 2 (§3.1): average IoU per case; columns oocyte, sERC, needle, average.
 TABLE2_COLUMNS: tuple[str, ...] = ("oocyte", "serc", "needle", "average")
-TABLE2_IOU: dict[int, tuple[float, float, float, float]] = {
+_TABLE2_ROWS: dict[int, tuple[float, float, float, float]] = {
     1: (0.99, 0.94, 0.95, 0.96),
     2: (0.99, 0.97, 0.80, 0.92),
     3: (0.96, 0.77, 0.93, 0.89),
@@ -48,13 +48,19 @@ TABLE2_IOU: dict[int, tuple[float, float, float, float]] = {
     10: (0.99, 0.78, 0.96, 0.91),
     11: (0.96, 0.95, 0.92, 0.94),
 }
-TABLE2_AVERAGE: tuple[float, float, float, float] = (0.98, 0.90, 0.91, 0.93)
+_TABLE2_AVG_ROW: tuple[float, float, float, float] = (0.98, 0.90, 0.91, 0.93)
+# {case: {"oocyte": .., "serc": .., "needle": .., "average": ..}}
+TABLE2_IOU: dict[int, dict[str, float]] = {
+    case: dict(zip(TABLE2_COLUMNS, row, strict=True)) for case, row in _TABLE2_ROWS.items()
+}
+TABLE2_AVERAGE: dict[str, float] = dict(zip(TABLE2_COLUMNS, _TABLE2_AVG_ROW, strict=True))
 # §3.1 / §5: "The average IoU for the entire validation data was 0.93."
 PAPER_MEAN_IOU = 0.93
 
 # Table 3 (§3.2): relative error [%] per case, (AVG, SD) for f1, f2, f3, f4.
 FEATURES: tuple[str, ...] = ("f1", "f2", "f3", "f4")
-TABLE3_RELATIVE_ERROR: dict[int, tuple[float, ...]] = {
+TABLE3_COLUMNS: tuple[str, ...] = tuple(f"{f}_{s}" for f in FEATURES for s in ("avg", "sd"))
+_TABLE3_ROWS: dict[int, tuple[float, ...]] = {
     # case: (f1 AVG, f1 SD, f2 AVG, f2 SD, f3 AVG, f3 SD, f4 AVG, f4 SD)
     1: (4.56, 4.38, 5.95, 5.09, 16.53, 46.79, 18.46, 9.14),
     2: (4.29, 5.48, 7.42, 5.20, 3.17, 4.58, 10.82, 3.76),
@@ -68,19 +74,14 @@ TABLE3_RELATIVE_ERROR: dict[int, tuple[float, ...]] = {
     10: (5.14, 6.10, 10.28, 14.58, 5.33, 7.72, 26.73, 23.55),
     11: (4.20, 4.08, 10.24, 8.22, 1.63, 1.92, 19.86, 13.66),
 }
-TABLE3_AVERAGE: tuple[float, ...] = (5.53, 6.14, 11.40, 11.84, 5.93, 11.41, 27.64, 22.14)
+_TABLE3_AVG_ROW: tuple[float, ...] = (5.53, 6.14, 11.40, 11.84, 5.93, 11.41, 27.64, 22.14)
+# {case: {"f1_avg": .., "f1_sd": .., ..., "f4_sd": ..}}
+TABLE3_RELATIVE_ERROR: dict[int, dict[str, float]] = {
+    case: dict(zip(TABLE3_COLUMNS, row, strict=True)) for case, row in _TABLE3_ROWS.items()
+}
+TABLE3_AVERAGE: dict[str, float] = dict(zip(TABLE3_COLUMNS, _TABLE3_AVG_ROW, strict=True))
 
 # §4: the value ranges the paper reports for its clinical cases.
 PAPER_F1_RANGE: tuple[float, float] = (0.6, 0.8)
 PAPER_F2_RANGE: tuple[float, float] = (0.025, 0.2)
 
-
-def table2_row(case: int) -> dict[str, float]:
-    """Returns the paper's Table 2 row of a case as ``{column: IoU}``."""
-    return dict(zip(TABLE2_COLUMNS, TABLE2_IOU[case], strict=True))
-
-
-def table3_row(case: int) -> dict[str, float]:
-    """Returns the paper's Table 3 row of a case as ``{"f1_avg": .., "f1_sd": .., ...}``."""
-    keys = [f"{f}_{s}" for f in FEATURES for s in ("avg", "sd")]
-    return dict(zip(keys, TABLE3_RELATIVE_ERROR[case], strict=True))

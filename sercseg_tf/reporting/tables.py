@@ -322,9 +322,9 @@ def table2_rows(t2: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         paper = (paper_values.TABLE2_AVERAGE if c == AVERAGE_LABEL
                  else paper_values.TABLE2_IOU.get(c))
         row = [_case_label(c)]
-        for i, k in enumerate(keys):
+        for k in keys:
             row.append(_fmt(ours[k] if ours is not None else None, 2))
-            row.append(_fmt(paper[i] if paper is not None else None, 2))
+            row.append(_fmt(paper[k] if paper is not None else None, 2))
         row.append(_fmt(ours["n_frames"] if ours is not None else None, 0))
         rows.append(row)
     return header, rows
@@ -344,10 +344,10 @@ def table3_rows(t3: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         paper = (paper_values.TABLE3_AVERAGE if c == AVERAGE_LABEL
                  else paper_values.TABLE3_RELATIVE_ERROR.get(c))
         row = [_case_label(c)]
-        for i, f in enumerate(layout.FEATURES):
-            for j, s in enumerate(("avg", "sd")):
+        for f in layout.FEATURES:
+            for s in ("avg", "sd"):
                 row.append(_fmt(ours[f"{f}_{s}"] if ours is not None else None, 2))
-                row.append(_fmt(paper[2 * i + j] if paper is not None else None, 2))
+                row.append(_fmt(paper[f"{f}_{s}"] if paper is not None else None, 2))
         rows.append(row)
     return header, rows
 

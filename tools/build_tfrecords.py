@@ -78,7 +78,8 @@ def main(argv: list[str]) -> int:
     seconds = time.perf_counter() - start
     frames = manifest["total_frames"]
     for entry in manifest["skipped"]:
-        print(f"skipped {entry['file']}: {'; '.join(entry['problems'])}", file=sys.stderr)
+        for problem in entry["problems"]:
+            print(f"skipped: {problem}", file=sys.stderr)
     print(tfrecord.format_table1(manifest))
     print(
         f"wrote {frames} frames in {len(manifest['cases'])} cases to {FLAGS.output_dir} "

@@ -1,0 +1,293 @@
+"""Experiment configuration: flat YAML files, one absl flag per key.
+
+A config file (``configs/paper.yaml``, ``configs/demo.yaml``) is a flat YAML mapping
+``key: value`` with comments. Every key is a field of `ExperimentConfig`; an unknown key
+is an error naming the file and the key. Every key is also an absl flag of the same name
+on ``train``, ``evaluate`` and ``export`` (defined once, in `define_flags`); a flag given
+on the command line overrides the file.
+
+No TensorFlow import here, so the module loads in milliseconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import pathlib
+from typing import Any
+
+import yaml
+
+# Repository root (the package is installed editable) and the default config file.
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "paper.yaml"
+
+# Values of `init_checkpoint` that mean "random initialisation".
+RANDOM_INIT = ("", "none", "None", "null")
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the file and key."""
+
+
+def _field(default: Any, help_text: str) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help_text})
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """All settings of one training / evaluation / export run (defaults = the paper).
+
+    The defaults reproduce §2.2 of the paper: batch 4, 25,000 steps, Adam, constant
+    learning rate 1e-5, ResNet-50 DeepLabV3+ at output stride 16 from ImageNet weights,
+    deeplab2-style augmentation (random scale 0.5-2.0 step 0.25, crop 481x641, flip).
+    """
+
+    # Model.
+    output_stride: int = _field(16, "Backbone output stride: 8, 16 or 32.")
+    aspp_dropout: float = _field(0.1, "Dropout rate after the ASPP projection.")
+    decoder_separable: bool = _field(True, "Depthwise-separable 3x3 convs in the decoder.")
+    sync_batchnorm: bool = _field(
+        True, "Batch-norm statistics over the global batch across replicas (deeplab2's "
+        "SyncBatchNormalization); no effect on one device."
+    )
+    init_checkpoint: str = _field(
+        "~/.keras/models/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "Keras Applications ResNet-50 ImageNet weights (.h5) for the backbone; "
+        "'none' = random init.",
+    )
+    # Data and augmentation.
+    image_scale: float = _field(1.0, "Frames are resized by this factor before anything else.")
+    crop_height: int = _field(481, "Training crop height (OS*k+1).")
+    crop_width: int = _field(641, "Training crop width (OS*k+1).")
+    min_scale: float = _field(0.5, "Random-scale augmentation: smallest factor.")
+    max_scale: float = _field(2.0, "Random-scale augmentation: largest factor.")
+    scale_step: float = _field(0.25, "Random-scale augmentation: step between factors.")
+    flip: bool = _field(True, "Random horizontal flip.")
+    shuffle_buffer: int = _field(256, "Training shuffle buffer (frames).")
+    # Optimisation.
+    batch_size: int = _field(4, "Global batch size (split over replicas).")
+    num_steps: int = _field(25000, "Total training steps (a resumed run continues to this).")
+    optimizer: str = _field("adam", "Optimizer: adam or sgd (momentum 0.9).")
+    learning_rate: float = _field(1e-5, "Constant learning rate.")
+    seed: int = _field(0, "Seed of keras.utils.set_random_seed and the input pipeline.")
+    # Bookkeeping.
+    log_every_steps: int = _field(50, "Log progress and write train summaries every N steps.")
+    save_checkpoints_steps: int = _field(1000, "Save a checkpoint every N steps (and at the end).")
+    keep_checkpoint_max: int = _field(5, "Checkpoints kept by the CheckpointManager.")
+    eval_every_steps: int = _field(
+        1000, "Evaluate on the held-out case every N steps (and at the end); 0 = only at the end."
+    )
+    eval_max_images: int = _field(0, "Frames used by the periodic evaluation; 0 = all.")
+    num_summary_images: int = _field(3, "Held-out frames shown as overlays in TensorBoard.")
+
+    @property
+    def crop_size(self) -> tuple[int, int]:
+        """(height, width) of the training crop."""
+        return (self.crop_height, self.crop_width)
+
+    @property
+    def init_checkpoint_path(self) -> str | None:
+        """The expanded ImageNet weights path, or None for random initialisation."""
+        if self.init_checkpoint in RANDOM_INIT:
+            return None
+        return os.path.expanduser(os.path.expandvars(self.init_checkpoint))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns the flat ``{key: value}`` mapping (the YAML file's content)."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> ExperimentConfig:
+        """Returns a validated copy with some keys changed (same rules as overrides)."""
+        return _from_mapping({**self.to_dict(), **changes}, source="<replace>")
+
+
+CONFIG_FIELDS: dict[str, dataclasses.Field] = {
+    f.name: f for f in dataclasses.fields(ExperimentConfig)
+}
+
+
+def _coerce(value: Any, kind: type, key: str, source: str) -> Any:
+    """Converts a YAML / flag value to the field's type, or raises ConfigError."""
+    where = f"{source}: key '{key}'"
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+            return value.strip().lower() in ("true", "1")
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if kind is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if kind is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):  # PyYAML reads "1e-5" (no dot) as a string.
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if value is None:
+        return "none"
+    if isinstance(value, (dict, list)):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return str(value)
+
+
+def _validate(cfg: ExperimentConfig, source: str) -> None:
+    """Range checks; raises ConfigError naming the source and key."""
+
+    def bad(key: str, reason: str) -> ConfigError:
+        return ConfigError(f"{source}: key '{key}': {reason} (got {getattr(cfg, key)!r})")
+
+    if cfg.output_stride not in (8, 16, 32):
+        raise bad("output_stride", "must be 8, 16 or 32")
+    for key in ("batch_size", "crop_height", "crop_width", "log_every_steps",
+                "save_checkpoints_steps", "keep_checkpoint_max"):
+        if getattr(cfg, key) < 1:
+            raise bad(key, "must be >= 1")
+    for key in ("num_steps", "eval_every_steps", "eval_max_images", "num_summary_images",
+                "shuffle_buffer", "seed"):
+        if getattr(cfg, key) < 0:
+            raise bad(key, "must be >= 0")
+    for key in ("image_scale", "min_scale", "max_scale", "learning_rate"):
+        value = getattr(cfg, key)
+        if not (math.isfinite(value) and value > 0):
+            raise bad(key, "must be a positive number")
+    if cfg.scale_step < 0:
+        raise bad("scale_step", "must be >= 0")
+    if cfg.min_scale > cfg.max_scale:
+        raise bad("min_scale", f"must be <= max_scale ({cfg.max_scale})")
+    if not 0.0 <= cfg.aspp_dropout < 1.0:
+        raise bad("aspp_dropout", "must be in [0, 1)")
+    if cfg.optimizer not in ("adam", "sgd"):
+        raise bad("optimizer", "must be 'adam' or 'sgd'")
+
+
+def _from_mapping(values: dict[str, Any], source: str) -> ExperimentConfig:
+    kwargs = {}
+    for key, value in values.items():
+        if key not in CONFIG_FIELDS:
+            raise ConfigError(
+                f"{source}: unknown key '{key}' (known keys: {', '.join(CONFIG_FIELDS)})"
+            )
+        kind = {"int": int, "float": float, "bool": bool, "str": str}[
+            str(CONFIG_FIELDS[key].type)
+        ]
+        kwargs[key] = _coerce(value, kind, key, source)
+    cfg = ExperimentConfig(**kwargs)
+    _validate(cfg, source)
+    return cfg
+
+
+def load_config(path: str | os.PathLike | None, overrides: dict[str, Any] | None = None
+                ) -> ExperimentConfig:
+    """Reads a flat YAML config file and applies overrides.
+
+    Args:
+      path: the YAML file; None means the built-in defaults (the paper's settings).
+      overrides: ``{key: value}`` applied after the file (e.g. command-line flags);
+        None values are ignored, so unset flags do not override.
+
+    Returns:
+      The validated `ExperimentConfig`.
+
+    Raises:
+      ConfigError: missing/unreadable file, not a flat mapping, unknown key, wrong type
+        or out-of-range value; the message names the file (or "command line") and key.
+    """
+    values: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        try:
+            text = pathlib.Path(path).read_text()
+        except OSError as e:
+            raise ConfigError(f"{source}: cannot read config file ({e.strerror})") from e
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{source}: invalid YAML ({e})") from e
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{source}: expected a flat mapping of key: value")
+        for key, value in loaded.items():
+            if isinstance(value, (dict, list)):
+                raise ConfigError(f"{source}: key '{key}': nested values are not allowed")
+        values.update(loaded)
+    cfg = _from_mapping(values, source)
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if overrides:
+        cfg = _from_mapping({**cfg.to_dict(), **overrides}, f"{source} + command line")
+    return cfg
+
+
+def save_config(cfg: ExperimentConfig, path: str | os.PathLike) -> None:
+    """Writes the config as flat YAML (temp file + rename), e.g. beside a run."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    tmp.replace(path)
+
+
+def fold_dir(model_dir: str | os.PathLike, fold: int) -> pathlib.Path:
+    """Run directory of a fold: ``MODEL_DIR/fold_05``."""
+    return pathlib.Path(model_dir) / f"fold_{int(fold):02d}"
+
+
+# ---------------------------------------------------------------------------------------
+# Command-line flags shared by train / evaluate / export.
+
+def define_flags(flag_values: Any = None) -> None:
+    """Defines --config, --tfrecord_dir, --model_dir, --fold and one flag per config key.
+
+    Config-key flags default to None, meaning "take the value from the YAML file".
+    Safe to call more than once (already defined flags are kept).
+
+    Args:
+      flag_values: an ``absl.flags.FlagValues``; default the global ``flags.FLAGS``.
+    """
+    from absl import flags
+
+    fv = flag_values if flag_values is not None else flags.FLAGS
+
+    def define(fn, name, default, help_text):
+        if name not in fv:
+            fn(name, default, help_text, flag_values=fv)
+
+    define(flags.DEFINE_string, "config", str(DEFAULT_CONFIG), "Flat YAML config file.")
+    define(flags.DEFINE_string, "tfrecord_dir", "data/tfrecords",
+           "Folder with per-case TFRecord shards and manifest.json.")
+    define(flags.DEFINE_string, "model_dir", "runs",
+           "Runs folder; a fold writes MODEL_DIR/fold_NN.")
+    define(flags.DEFINE_integer, "fold", None, "Held-out case id of the leave-one-case-out fold.")
+    makers = {"int": flags.DEFINE_integer, "float": flags.DEFINE_float,
+              "bool": flags.DEFINE_boolean, "str": flags.DEFINE_string}
+    for name, f in CONFIG_FIELDS.items():
+        define(makers[str(f.type)], name, None,
+               f"{f.metadata['help']} (config key; default from --config)")
+
+
+def config_from_flags(flag_values: Any = None) -> ExperimentConfig:
+    """Loads --config and applies every config-key flag given on the command line."""
+    from absl import flags
+
+    fv = flag_values if flag_values is not None else flags.FLAGS
+    overrides = {name: fv[name].value for name in CONFIG_FIELDS if fv[name].value is not None}
+    return load_config(fv.config, overrides)

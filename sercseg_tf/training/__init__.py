@@ -1,0 +1,1 @@
+"""Training machinery: strategy factory, model factory, custom loop, checkpoints, summaries."""

@@ -4,8 +4,8 @@
 inside the exported SavedModel, so exported and in-process predictions agree (the
 disagreement deeplab2 users reported in its issue #110 came from two paths):
 
-    x = preprocess(images)                         caffe-style ImageNet normalisation
-    x = resize_bilinear(x, round(image_scale * (H, W)))
+    x = resize_bilinear(images, floor(image_scale * (H, W)))   as the input pipeline
+    x = preprocess(x)                              caffe-style ImageNet normalisation
     x = pad_bottom_right(x, to OS*k+1, value 0)    0 == ImageNet mean colour
     logits = model(x, training=False)[:, :h, :w]   crop the padding away
     logits = resize_bilinear(logits, (H, W))       back to the input size
@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from sercseg_tf.labels import SERVING_INPUT, SERVING_PRED, SERVING_PROBS
@@ -30,16 +31,22 @@ SERVING_SIGNATURE = "serving_default"
 
 
 def scaled_size(height, width, image_scale: float):
-    """Returns ``(max(1, round(image_scale * height)), max(1, round(image_scale * width)))``.
+    """Returns ``(max(1, floor(image_scale * height)), max(1, floor(image_scale * width)))``.
 
-    Works on Python ints and on scalar int tensors (then returns int32 tensors).
+    The same rule as the input pipeline (`sercseg_tf.data.augment.scaled_size`, from
+    deeplab2's ``randomly_scale_image_and_label``), so inference sees frames at the size
+    training saw them. Works on Python ints and on scalar int tensors (then int32 tensors).
     """
     if isinstance(height, int) and isinstance(width, int):
-        return (max(1, round(image_scale * height)), max(1, round(image_scale * width)))
+        scale32 = np.float32(image_scale)
+        return (
+            max(1, int(np.float32(height) * scale32)),
+            max(1, int(np.float32(width) * scale32)),
+        )
 
     def scale(n):
-        scaled = tf.math.round(tf.cast(n, tf.float32) * image_scale)
-        return tf.maximum(tf.cast(scaled, tf.int32), 1)
+        scaled = tf.cast(tf.cast(n, tf.float32) * tf.constant(image_scale, tf.float32), tf.int32)
+        return tf.maximum(scaled, 1)
 
     return scale(height), scale(width)
 
@@ -76,9 +83,12 @@ def predict_logits(
     images = tf.convert_to_tensor(images_uint8)
     shape = tf.shape(images)
     height, width = shape[1], shape[2]
-    x = preprocess_images(images)
+    x = tf.cast(images, tf.float32)
     if image_scale != 1.0:
+        # Resize then normalise, in the order of the input pipeline (both are linear, so
+        # the order changes only float rounding).
         x = tf.image.resize(x, scaled_size(height, width, image_scale), method="bilinear")
+    x = preprocess_images(x)
     x_shape = tf.shape(x)
     h, w = x_shape[1], x_shape[2]
     pad_h = padded_size(h, output_stride) - h

@@ -122,7 +122,7 @@ def read_keras3_weights(path: str | os.PathLike) -> dict[str, dict[str, np.ndarr
             f"{path}: not the weights of keras.applications.ResNet50(include_top=False): {err}"
         ) from err
     return {
-        layer.name: {v.name: keras.ops.convert_to_numpy(v) for v in layer.weights}
+        layer.name: {v.name: v.numpy() for v in layer.weights}
         for layer in reference.layers
         if layer.weights
     }
@@ -165,7 +165,7 @@ def assign_weights_by_name(
       Number of layers assigned.
     """
     layers = _layers_by_name(model)
-    assigned = set()
+    plan = []
     for layer_name, arrays in weights.items():
         if layer_name in _TOP_LAYERS:
             continue
@@ -183,15 +183,17 @@ def assign_weights_by_name(
                     f"{source}: {layer_name}/{name} has shape {tuple(array.shape)}, "
                     f"the model expects {tuple(variables[name].shape)}"
                 )
-        for name, array in arrays.items():
-            variables[name].assign(array)
-        assigned.add(layer_name)
-    missing = sorted(n for n in layers if BACKBONE_LAYER_PATTERN.match(n) and n not in assigned)
+            plan.append((variables[name], array))
+    loaded = {name for name in weights if name not in _TOP_LAYERS}
+    missing = sorted(n for n in layers if BACKBONE_LAYER_PATTERN.match(n) and n not in loaded)
     if missing:
         raise ValueError(
             f"{source}: no weights for {len(missing)} backbone layers, e.g. {missing[:3]}"
         )
-    return len(assigned)
+    # Assign only once everything checked out: a bad file leaves the model untouched.
+    for variable, array in plan:
+        variable.assign(array)
+    return len(loaded)
 
 
 def load_imagenet_weights(

@@ -1,0 +1,72 @@
+"""Measures the synthetic generator's speed (video frames rendered + encoded per second).
+
+Usage:
+  python bench/bench_synthetic.py                      # default 11 cases (579 annotated,
+                                                       # 13,896 video frames), temp dir
+  python bench/bench_synthetic.py --num_cases 2 --frames_per_case 10
+  python bench/bench_synthetic.py --no_video           # annotated frames only
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from sercseg_tf import labels
+from sercseg_tf.data import synthetic
+
+
+def _digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            h.update(path.relative_to(root).as_posix().encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--num_cases", type=int, default=11)
+    parser.add_argument("--frames_per_case", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no_video", action="store_true")
+    parser.add_argument("--output_dir", default=None, help="Keep the output here.")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(args.output_dir or tmp)
+        start = time.perf_counter()
+        paths = synthetic.generate_dataset(
+            out, args.num_cases, args.frames_per_case, args.seed, write_video=not args.no_video
+        )
+        elapsed = time.perf_counter() - start
+        if args.frames_per_case is None:
+            counts = [
+                labels.PAPER_FRAMES_PER_CASE[(c - 1) % len(labels.PAPER_FRAMES_PER_CASE)]
+                for c in range(1, args.num_cases + 1)
+            ]
+        else:
+            counts = [args.frames_per_case] * args.num_cases
+        annotated = sum(counts)
+        video_frames = 0 if args.no_video else 24 * annotated
+        rendered = annotated if args.no_video else video_frames
+        size_mb = sum(p.stat().st_size for c in paths for p in c.iterdir()) / 2**20
+        result = {
+            "cases": len(paths),
+            "annotated_frames": annotated,
+            "video_frames": video_frames,
+            "seconds": round(elapsed, 2),
+            "rendered_frames_per_s": round(rendered / elapsed, 1),
+            "annotated_frames_per_s": round(annotated / elapsed, 2),
+            "output_mb": round(size_mb, 1),
+            "digest": _digest(out),
+        }
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

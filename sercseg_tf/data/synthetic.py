@@ -1,0 +1,396 @@
+"""Synthetic ICSI dataset: videos, 1-per-second frames, LabelMe polygons, ground truth.
+
+The project's embedded default data (DESIGN.md, "Synthetic ICSI data"). Each case is
+drawn from ``np.random.default_rng([seed, case, stream])`` so cases are independent and
+the same seed gives byte-identical PNG and JSON files (and WMV with OpenCV 5.0's
+bundled FFmpeg, which writes no timestamps into the file). Layout per case::
+
+    DIR/caseNN/video.wmv          480x640, 24 fps, N seconds (N = frames of the case)
+    DIR/caseNN/frame_NNNN.png     video frame at t = NNNN seconds (index NNNN * fps)
+    DIR/caseNN/frame_NNNN.json    LabelMe 5.x polygons drawn "by a person"
+    DIR/caseNN/ground_truth.json  exact per-frame geometry (contract schema)
+
+Annotated frames are exactly the video frames at whole seconds (before encoding).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from absl import logging
+
+from sercseg_tf import labels
+from sercseg_tf.data import video
+from sercseg_tf.data.synthetic_geometry import human_polygon, polygon_area, polygon_circularity
+from sercseg_tf.data.synthetic_render import CaseRenderer
+from sercseg_tf.data.synthetic_scene import (
+    CaseScene,
+    FrameGeometry,
+    draw_scene,
+    frame_geometry,
+    scene_is_valid,
+)
+
+LABELME_VERSION = "5.4.1"
+VIDEO_NAME = "video.wmv"
+GROUND_TRUTH_NAME = "ground_truth.json"
+_STREAM_SCENE, _STREAM_RENDER, _STREAM_ANNOTATE = 0, 1, 2
+_MAX_REDRAWS = 50
+
+
+def frame_name(index: int) -> str:
+    """Returns the file stem of annotated frame `index`, e.g. ``frame_0007``."""
+    return f"frame_{index:04d}"
+
+
+def case_rng(seed: int, case_id: int, stream: int) -> np.random.Generator:
+    """Returns the generator of one random stream of one case, independent of others."""
+    return np.random.default_rng([int(seed), int(case_id), int(stream)])
+
+
+def make_scene(
+    seed: int,
+    case_id: int,
+    num_frames: int,
+    image_size: tuple[int, int] = (480, 640),
+    fps: int = 24,
+) -> CaseScene:
+    """Draws a case whose sERCs stay in the paper's ranges in every annotated frame."""
+    rng = case_rng(seed, case_id, _STREAM_SCENE)
+    taus = annotated_taus(num_frames, fps)
+    for _ in range(_MAX_REDRAWS):
+        scene = draw_scene(rng, case_id, image_size)
+        if scene_is_valid(scene, taus):
+            return scene
+    raise RuntimeError(f"case {case_id}: no valid scene in {_MAX_REDRAWS} draws (seed {seed})")
+
+
+def annotated_taus(num_frames: int, fps: int) -> np.ndarray:
+    """Normalised times tau = j / (J - 1) of the annotated frames j = k * fps."""
+    total = num_frames * fps
+    return np.array([k * fps / max(total - 1, 1) for k in range(num_frames)])
+
+
+def _round_points(points: np.ndarray, ndigits: int) -> list[list[float]]:
+    return [[round(float(x), ndigits), round(float(y), ndigits)] for x, y in points]
+
+
+def ground_truth_frame(scene: CaseScene, geo: FrameGeometry, index: int, fps: int) -> dict:
+    """Returns one `frames[]` entry of ground_truth.json (contract schema + needle_outline)."""
+    sercs = []
+    for serc, outline, center in zip(scene.sercs, geo.serc_outlines, geo.serc_centers, strict=True):
+        sercs.append(
+            {
+                "center": _round_points(center[None], 3)[0],
+                "semi_axes": [
+                    round(float(serc.semi_axes[0]), 3),
+                    round(float(serc.semi_axes[1]), 3),
+                ],
+                "angle_deg": round(math.degrees(serc.angle) % 180.0, 3),
+                "outline": _round_points(outline, 3),
+                "area": round(polygon_area(outline), 3),
+                "circularity": round(polygon_circularity(outline), 5),
+            }
+        )
+    return {
+        "frame": index,
+        "file": f"{frame_name(index)}.png",
+        "time_s": float(index),
+        "video_frame": index * fps,
+        "needle_tip": None if geo.tip is None else _round_points(geo.tip[None], 3)[0],
+        "needle_entry_side": scene.needle.entry_side,
+        "needle_outline": None
+        if geo.needle_polygon is None
+        else _round_points(geo.needle_polygon, 3),
+        "oocyte": {
+            "center": _round_points(geo.oocyte_center[None], 3)[0],
+            "outline": _round_points(geo.oocyte_outline, 3),
+            "area": round(geo.oocyte_area, 3),
+        },
+        "serc": sercs,
+        "serc_area_ratio": round(geo.serc_area_ratio, 6),
+    }
+
+
+def _needle_human_polygon(
+    scene: CaseScene, geo: FrameGeometry, rng: np.random.Generator
+) -> np.ndarray | None:
+    """A person's needle polygon: the visible tip, a few points per edge, the border.
+
+    Walks the exact (clipped) outline from the tip, adds a click every 35-60 px along the
+    straight edges, pulls the tip click back by 0-1.5 px (the faded end), and jitters
+    clicks across the needle by N(0, 0.3) px; clicks on the entry border stay on it.
+    """
+    poly = geo.needle_polygon
+    if poly is None or geo.tip is None:
+        return None
+    h, w = scene.image_size
+    border_x = w - 1.0 if scene.needle.entry_side == "right" else 0.0
+    a = np.asarray(scene.needle.direction)
+    n = len(poly)
+    start = int(np.argmin(np.linalg.norm(poly - geo.tip, axis=1)))
+    verts = [poly[(start + i) % n] for i in range(n)]
+    verts[0] = geo.tip - a * rng.uniform(0.0, 1.5)
+    on_border = [abs(v[0] - border_x) < 1e-6 for v in verts]
+    pts: list[np.ndarray] = []
+    border: list[bool] = []
+    for i in range(n):
+        p, q = verts[i], verts[(i + 1) % n]
+        pts.append(p)
+        border.append(on_border[i])
+        if on_border[i] and on_border[(i + 1) % n]:
+            continue
+        k = int(np.linalg.norm(q - p) // rng.uniform(35, 60))
+        for m in range(1, k + 1):
+            pts.append(p + (q - p) * m / (k + 1))
+            border.append(False)
+    out = np.asarray(pts)
+    jitter = rng.normal(0.0, 0.3, size=len(out))
+    moved = out + scene.needle.normal[None] * jitter[:, None]
+    is_border = np.asarray(border)
+    out[~is_border] = moved[~is_border]
+    out[is_border, 1] = moved[is_border, 1]
+    out[is_border, 0] = border_x
+    out[:, 0] = np.clip(out[:, 0], 0.0, w - 1.0)
+    out[:, 1] = np.clip(out[:, 1], 0.0, h - 1.0)
+    return out
+
+
+def labelme_shapes(scene: CaseScene, geo: FrameGeometry, rng: np.random.Generator) -> list[dict]:
+    """Returns the LabelMe shapes a person would draw for this frame."""
+    name_oocyte, name_serc, name_needle = scene.label_names
+    groups: list[list[dict]] = [[], [], []]
+    perim = np.sum(np.linalg.norm(np.diff(geo.oocyte_outline, axis=0), axis=1))
+    n_oo = int(np.clip(perim / rng.uniform(14, 22), 28, 60))
+    oocyte = human_polygon(geo.oocyte_outline, n_oo, 0.7, rng.uniform(-0.4, 0.4), rng)
+    groups[0].append(_shape(name_oocyte, oocyte))
+    for outline in geo.serc_outlines:
+        perim = float(np.sum(np.linalg.norm(np.diff(outline, axis=0), axis=1)))
+        r_eq = math.sqrt(polygon_area(outline) / math.pi)
+        n_s = int(np.clip(perim / rng.uniform(5, 8), 12, 40))
+        jitter = min(0.5, 0.03 * r_eq)
+        groups[1].append(_shape(name_serc, human_polygon(outline, n_s, jitter, 0.0, rng)))
+    needle = _needle_human_polygon(scene, geo, rng)
+    if needle is not None:
+        groups[2].append(_shape(name_needle, needle))
+    return [shape for g in scene.shape_order for shape in groups[g]]
+
+
+def _shape(label: str, points: np.ndarray) -> dict:
+    return {
+        "label": label,
+        "points": _round_points(points, 2),
+        "group_id": None,
+        "description": "",
+        "shape_type": "polygon",
+        "flags": {},
+    }
+
+
+def labelme_document(shapes: list[dict], image_name: str, image_size: tuple[int, int]) -> dict:
+    """Returns a LabelMe 5.x annotation dict (imageData null, imagePath relative)."""
+    return {
+        "version": LABELME_VERSION,
+        "flags": {},
+        "shapes": shapes,
+        "imagePath": image_name,
+        "imageData": None,
+        "imageHeight": int(image_size[0]),
+        "imageWidth": int(image_size[1]),
+    }
+
+
+def write_json(path: Path, obj: dict, indent: int | None = 2) -> None:
+    """Writes JSON atomically (temp name, then rename)."""
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(obj, indent=indent) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def generate_case(
+    case_dir: Path,
+    case_id: int,
+    num_frames: int,
+    seed: int = 0,
+    write_video: bool = True,
+    image_size: tuple[int, int] = (480, 640),
+    fps: int = 24,
+) -> dict:
+    """Generates one case into `case_dir` (which must exist and be empty).
+
+    Returns:
+      The ground-truth dict written to ground_truth.json.
+    """
+    scene = make_scene(seed, case_id, num_frames, image_size, fps)
+    total = num_frames * fps
+    renderer = CaseRenderer(scene, case_rng(seed, case_id, _STREAM_RENDER), total)
+    ann_rng = case_rng(seed, case_id, _STREAM_ANNOTATE)
+    frames_gt: list[dict] = []
+
+    def annotate(index: int, geo: FrameGeometry, rgb: np.ndarray) -> None:
+        name = frame_name(index)
+        video.write_png(case_dir / f"{name}.png", rgb)
+        doc = labelme_document(labelme_shapes(scene, geo, ann_rng), f"{name}.png", image_size)
+        write_json(case_dir / f"{name}.json", doc)
+        frames_gt.append(ground_truth_frame(scene, geo, index, fps))
+
+    def tau_of(j: int) -> float:
+        return j / max(total - 1, 1)
+
+    if write_video:
+
+        def frames() -> Iterator[np.ndarray]:
+            for j in range(total):
+                geo = frame_geometry(scene, tau_of(j))
+                rgb = renderer.render(geo, j)
+                if j % fps == 0:
+                    annotate(j // fps, geo, rgb)
+                yield rgb
+
+        video.write_video(case_dir / VIDEO_NAME, frames(), fps, image_size)
+    else:
+        for k in range(num_frames):
+            geo = frame_geometry(scene, tau_of(k * fps))
+            annotate(k, geo, renderer.render(geo, k * fps))
+
+    gt = {
+        "case": case_id,
+        "seed": seed,
+        "image_size": [int(image_size[0]), int(image_size[1])],
+        "fps": fps,
+        "frames": frames_gt,
+    }
+    write_json(case_dir / GROUND_TRUTH_NAME, gt, indent=None)
+    return gt
+
+
+def generate_dataset(
+    output_dir: os.PathLike | str,
+    num_cases: int = 11,
+    frames_per_case: int | Sequence[int] | None = None,
+    seed: int = 0,
+    write_video: bool = True,
+    image_size: tuple[int, int] = (480, 640),
+    fps: int = 24,
+) -> list[Path]:
+    """Generates `num_cases` synthetic ICSI cases under `output_dir`.
+
+    Each case is written to a hidden temporary folder and renamed to caseNN when
+    complete, replacing an older caseNN, so an interrupted run leaves no half case.
+
+    Args:
+      output_dir: root folder (created).
+      num_cases: cases 1..num_cases.
+      frames_per_case: annotated frames (= video seconds) per case; None uses the
+        paper's Table 1 (labels.PAPER_FRAMES_PER_CASE, cycled beyond 11 cases); an int
+        applies to every case; a sequence gives one count per case.
+      seed: dataset seed; case c uses default_rng([seed, c, stream]).
+      write_video: also write caseNN/video.wmv (24 fps x N seconds).
+      image_size: (height, width).
+      fps: video frame rate.
+
+    Returns:
+      The case folders, in case order.
+    """
+    root = Path(output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    for case_id in range(1, num_cases + 1):
+        if frames_per_case is None:
+            n = labels.PAPER_FRAMES_PER_CASE[(case_id - 1) % len(labels.PAPER_FRAMES_PER_CASE)]
+        elif isinstance(frames_per_case, int):
+            n = frames_per_case
+        else:
+            n = int(frames_per_case[case_id - 1])
+        if n < 1:
+            raise ValueError(f"frames_per_case must be >= 1, got {n} for case {case_id}")
+        name = labels.case_name(case_id)
+        final = root / name
+        tmp = root / f".{name}.partial"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        start = time.perf_counter()
+        generate_case(tmp, case_id, n, seed, write_video, image_size, fps)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        elapsed = time.perf_counter() - start
+        rendered = n * fps if write_video else n
+        logging.info(
+            "%s: %d frames, %d rendered in %.1f s (%.0f frames/s)",
+            name,
+            n,
+            rendered,
+            elapsed,
+            rendered / max(elapsed, 1e-9),
+        )
+        paths.append(final)
+    return paths
+
+
+def render_overlay(image_rgb: np.ndarray, shapes: list[dict], alpha: float = 0.45) -> np.ndarray:
+    """Returns the image with LabelMe polygons filled in the class colours (ICSI order)."""
+    from PIL import Image, ImageDraw
+
+    h, w = image_rgb.shape[:2]
+    label = Image.new("L", (w, h), 0)
+    draw = ImageDraw.Draw(label)
+    for cls in labels.ICSI_PAINT_ORDER:
+        for shape in shapes:
+            name = labels.normalize_label_name(shape["label"])
+            if labels.DEFAULT_LABEL_MAP.get(name) == cls:
+                draw.polygon([tuple(p) for p in shape["points"]], fill=cls, outline=cls)
+    lab = np.asarray(label)
+    colours = np.asarray(labels.CLASS_COLOURS, dtype=np.float32)
+    out = image_rgb.astype(np.float32)
+    fg = lab > 0
+    out[fg] = (1 - alpha) * out[fg] + alpha * colours[lab[fg]]
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def save_examples(
+    dataset_dir: os.PathLike | str,
+    examples_dir: os.PathLike | str,
+    case_ids: Sequence[int] = (1, 3, 5, 7),
+    scale: float = 0.5,
+) -> list[Path]:
+    """Writes docs-style examples: frame | label overlay side by side, per case.
+
+    Picks the annotated frame of each case with the deepest needle indentation, marks
+    the true needle tip with a cross, scales by `scale`, and writes
+    `examples_dir/example_caseNN.png`.
+    """
+    import cv2
+
+    out_paths = []
+    root = Path(dataset_dir)
+    out_dir = Path(examples_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for case_id in case_ids:
+        case_dir = root / labels.case_name(case_id)
+        gt = json.loads((case_dir / GROUND_TRUTH_NAME).read_text())
+        frames = gt["frames"]
+        pick = max(frames, key=lambda f: (f["needle_tip"] is not None, -f["oocyte"]["area"]))
+        stem = Path(pick["file"]).stem
+        bgr = cv2.imread(str(case_dir / pick["file"]), cv2.IMREAD_COLOR)
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        doc = json.loads((case_dir / f"{stem}.json").read_text())
+        over = render_overlay(rgb, doc["shapes"])
+        if pick["needle_tip"] is not None:
+            x, y = (int(round(v)) for v in pick["needle_tip"])
+            cv2.drawMarker(over, (x, y), (0, 255, 0), cv2.MARKER_CROSS, 12, 1)
+        panel = np.concatenate([rgb, np.full((rgb.shape[0], 8, 3), 255, np.uint8), over], axis=1)
+        size = (int(panel.shape[1] * scale), int(panel.shape[0] * scale))
+        panel = cv2.resize(panel, size, interpolation=cv2.INTER_AREA)
+        path = out_dir / f"example_{labels.case_name(case_id)}.png"
+        video.write_png(path, panel)
+        out_paths.append(path)
+    return out_paths

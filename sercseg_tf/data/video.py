@@ -1,0 +1,205 @@
+"""Video reading and writing with OpenCV (bundled FFmpeg): WMV, AVI and MP4.
+
+`iter_frames` picks frames by timestamp as the paper did (one frame per second): the
+k-th extracted frame is at t_k = k * every_seconds and is video frame
+n_k = floor(t_k * fps + 0.5) (round half up). Frames are read sequentially with
+grab/retrieve, because seeking (CAP_PROP_POS_FRAMES) is unreliable in WMV/ASF files.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from sercseg_tf import labels
+
+# Container extension -> FourCC used by write_video.
+FOURCC_BY_EXTENSION: dict[str, str] = {
+    ".wmv": "WMV2",
+    ".avi": "MJPG",
+    ".mp4": "mp4v",
+}
+VIDEO_EXTENSIONS: tuple[str, ...] = (".wmv", ".avi", ".mp4")
+_CASE_DIR = re.compile(r"^case(\d+)$", re.IGNORECASE)
+
+
+class VideoError(RuntimeError):
+    """A video cannot be opened, decoded or written; message is "<path>: <reason>"."""
+
+    def __init__(self, path: os.PathLike | str, reason: str):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+def write_video(
+    path: os.PathLike | str,
+    frames_rgb_iterable: Iterable[np.ndarray],
+    fps: float,
+    size_hw: tuple[int, int],
+    fourcc: str | None = None,
+) -> int:
+    """Writes RGB uint8 frames to a video file atomically (temp name, then rename).
+
+    The codec follows the extension (.wmv: WMV2, .avi: MJPG, .mp4: mp4v) unless `fourcc`
+    is given (e.g. "XVID" for .avi).
+
+    Args:
+      path: output file (.wmv, .avi or .mp4).
+      frames_rgb_iterable: frames of shape size_hw + (3,), uint8, RGB.
+      fps: frames per second.
+      size_hw: (height, width).
+      fourcc: optional FourCC override.
+
+    Returns:
+      The number of frames written.
+
+    Raises:
+      VideoError: unknown extension, encoder unavailable, or a frame of the wrong shape.
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    if fourcc is None:
+        if ext not in FOURCC_BY_EXTENSION:
+            raise VideoError(path, f"unsupported extension {ext!r}; use one of {VIDEO_EXTENSIONS}")
+        fourcc = FOURCC_BY_EXTENSION[ext]
+    h, w = size_hw
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), float(fps), (w, h))
+    if not writer.isOpened():
+        raise VideoError(path, f"cannot open a {fourcc} encoder for this file")
+    count = 0
+    try:
+        for frame in frames_rgb_iterable:
+            if frame.shape != (h, w, 3) or frame.dtype != np.uint8:
+                raise VideoError(
+                    path,
+                    f"frame {count} has shape {frame.shape} {frame.dtype}, want {(h, w, 3)} uint8",
+                )
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            count += 1
+    except BaseException:
+        writer.release()
+        tmp.unlink(missing_ok=True)
+        raise
+    writer.release()
+    os.replace(tmp, path)
+    return count
+
+
+def frame_index_at(time_s: float, fps: float) -> int:
+    """Returns the video frame shown at time t: floor(t * fps + 0.5)."""
+    return int(math.floor(time_s * fps + 0.5 + 1e-9))
+
+
+def iter_frames(
+    video_path: os.PathLike | str, every_seconds: float = 1.0
+) -> Iterator[tuple[int, float, np.ndarray]]:
+    """Yields one frame every `every_seconds`, picked by timestamp.
+
+    Args:
+      video_path: a video OpenCV/FFmpeg can decode (WMV, AVI, MP4, ...).
+      every_seconds: sampling period in seconds (> 0).
+
+    Yields:
+      (index, time_s, frame_rgb): index k = 0, 1, ... of the extracted frame, its time
+      t_k = k * every_seconds, and the RGB uint8 H x W x 3 video frame round(t_k * fps).
+
+    Raises:
+      VideoError: missing/unreadable file, unknown frame rate, or no decodable frame.
+    """
+    path = Path(video_path)
+    if every_seconds <= 0:
+        raise VideoError(path, f"every_seconds must be > 0, got {every_seconds}")
+    if not path.is_file():
+        raise VideoError(path, "no such file")
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise VideoError(path, "cannot open as a video (unknown or corrupt format)")
+        fps = float(cap.get(cv2.CAP_PROP_FPS))
+        if not math.isfinite(fps) or fps <= 0:
+            raise VideoError(path, f"video reports no usable frame rate ({fps})")
+        k = 0
+        position = 0  # index of the next frame grab() returns
+        while True:
+            t = k * every_seconds
+            wanted = frame_index_at(t, fps)
+            while position < wanted:
+                if not cap.grab():
+                    return _finish(path, k)
+                position += 1
+            ok, bgr = cap.read()
+            if not ok or bgr is None:
+                return _finish(path, k)
+            position += 1
+            yield k, float(t), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            k += 1
+    finally:
+        cap.release()
+
+
+def _finish(path: Path, count: int) -> None:
+    if count == 0:
+        raise VideoError(path, "no decodable frames")
+
+
+def video_case_name(video_path: os.PathLike | str) -> str:
+    """Returns the case name of a video: its folder if named caseNN, else the file stem.
+
+    `.../case5/video.wmv` -> "case05"; `.../clip_a.mp4` -> "clip_a".
+    """
+    path = Path(video_path)
+    match = _CASE_DIR.match(path.parent.name)
+    if match:
+        return labels.case_name(int(match.group(1)))
+    return path.stem
+
+
+def extract_frames(
+    video_path: os.PathLike | str,
+    output_dir: os.PathLike | str,
+    every_seconds: float = 1.0,
+    name: str | None = None,
+) -> list[Path]:
+    """Writes one PNG every `every_seconds` to OUTPUT_DIR/<name>/frame_NNNN.png.
+
+    Args:
+      video_path: input video.
+      output_dir: root output folder.
+      every_seconds: sampling period (the paper used 1 s).
+      name: case folder name; default `video_case_name(video_path)`.
+
+    Returns:
+      The PNG paths written, in order.
+
+    Raises:
+      VideoError: as `iter_frames`, or a PNG cannot be written.
+    """
+    name = name or video_case_name(video_path)
+    out_dir = Path(output_dir) / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for k, _, rgb in iter_frames(video_path, every_seconds):
+        target = out_dir / f"frame_{k:04d}.png"
+        write_png(target, rgb)
+        written.append(target)
+    return written
+
+
+def write_png(path: os.PathLike | str, rgb: np.ndarray) -> None:
+    """Writes an RGB (or grey) uint8 image as PNG atomically (temp name, then rename)."""
+    path = Path(path)
+    img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
+    ok, buf = cv2.imencode(".png", img)
+    if not ok:
+        raise VideoError(path, "PNG encoding failed")
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_bytes(buf.tobytes())
+    os.replace(tmp, path)

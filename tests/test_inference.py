@@ -1,0 +1,135 @@
+"""Tests of whole-frame inference and the exported SavedModel."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sercseg_tf.labels import NUM_CLASSES, SERVING_INPUT, SERVING_PRED, SERVING_PROBS
+from sercseg_tf.model.deeplab import build_deeplab
+from sercseg_tf.model.inference import (
+    SERVING_SIGNATURE,
+    export_saved_model,
+    load_serving_fn,
+    padded_size,
+    predict_logits,
+    scaled_size,
+)
+from sercseg_tf.model.preprocessing import preprocess_images
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+OUTPUT_STRIDE = 16
+
+
+@pytest.fixture(scope="module")
+def model() -> keras.Model:
+    keras.utils.set_random_seed(3)
+    return build_deeplab(num_classes=NUM_CLASSES, output_stride=OUTPUT_STRIDE)
+
+
+def _frames(shape, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def test_padded_and_scaled_sizes():
+    assert [padded_size(n, 16) for n in (1, 17, 18, 65, 66, 480)] == [1, 17, 33, 65, 81, 481]
+    assert padded_size(640, 8) == 641
+    assert scaled_size(480, 640, 0.5) == (240, 320)
+    assert scaled_size(65, 97, 0.75) == (48, 72)  # floor, as the input pipeline
+    h, w = scaled_size(tf.constant(65), tf.constant(97), 0.75)
+    assert (int(h), int(w)) == (48, 72)
+
+
+def test_predict_logits_pads_with_mean_and_crops(model):
+    frames = _frames((2, 50, 71, 3))
+    logits = predict_logits(model, frames, output_stride=OUTPUT_STRIDE).numpy()
+    assert logits.shape == (2, 50, 71, NUM_CLASSES)
+    # Reference: preprocess, pad bottom/right with 0 (= ImageNet mean) to 65x81, crop.
+    x = tf.pad(preprocess_images(frames), [[0, 0], [0, 15], [0, 10], [0, 0]])
+    expected = model(x, training=False).numpy()[:, :50, :71]
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_predict_logits_aligned_size_is_the_plain_model(model):
+    frames = _frames((1, 65, 97, 3), seed=1)
+    logits = predict_logits(model, frames, output_stride=OUTPUT_STRIDE).numpy()
+    expected = model(preprocess_images(frames), training=False).numpy()
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_predict_logits_with_image_scale_returns_input_size(model):
+    frames = _frames((1, 70, 90, 3), seed=2)
+    logits = predict_logits(model, frames, image_scale=0.5, output_stride=OUTPUT_STRIDE)
+    assert tuple(logits.shape) == (1, 70, 90, NUM_CLASSES)
+    # Same as running at the scaled size and resizing the logits back.
+    small = tf.image.resize(tf.cast(frames, tf.float32), (35, 45), method="bilinear")
+    small_logits = predict_logits(model, small, output_stride=OUTPUT_STRIDE)
+    expected = tf.image.resize(small_logits, (70, 90), method="bilinear")
+    np.testing.assert_allclose(logits.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_inference_is_deterministic(model):
+    frames = _frames((2, 50, 71, 3), seed=4)
+    first = predict_logits(model, frames, output_stride=OUTPUT_STRIDE).numpy()
+    second = predict_logits(model, frames, output_stride=OUTPUT_STRIDE).numpy()
+    np.testing.assert_array_equal(first, second)
+    # Same seed, same weights: a rebuilt model predicts the same.
+    keras.utils.set_random_seed(3)
+    rebuilt = build_deeplab(num_classes=NUM_CLASSES, output_stride=OUTPUT_STRIDE)
+    again = predict_logits(rebuilt, frames, output_stride=OUTPUT_STRIDE).numpy()
+    np.testing.assert_array_equal(first, again)
+
+
+@pytest.fixture(scope="module")
+def exported(model, tmp_path_factory):
+    export_dir = tmp_path_factory.mktemp("export") / "saved_model"
+    assert export_saved_model(model, export_dir, 1.0, OUTPUT_STRIDE) == export_dir
+    return export_dir
+
+
+@pytest.fixture(scope="module")
+def serving_fn(exported):
+    return load_serving_fn(exported)
+
+
+@pytest.mark.parametrize("size", [(65, 97), (50, 71)])  # OS*k+1 and not
+def test_exported_model_agrees_with_in_process_model(model, serving_fn, size):
+    frames = _frames((2, *size, 3), seed=5)
+    outputs = serving_fn(frames)
+    probs = outputs[SERVING_PROBS].numpy()
+    pred = outputs[SERVING_PRED].numpy()
+    assert pred.dtype == np.int32 and pred.shape == (2, *size)
+    assert probs.dtype == np.float32 and probs.shape == (2, *size, NUM_CLASSES)
+    logits = predict_logits(model, frames, output_stride=OUTPUT_STRIDE)
+    expected_probs = tf.nn.softmax(logits).numpy()
+    np.testing.assert_allclose(probs, expected_probs, atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(pred, np.argmax(logits.numpy(), axis=-1))
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+
+
+def test_exported_signature_takes_any_size_uint8(serving_fn):
+    signature = serving_fn.loaded.signatures[SERVING_SIGNATURE]
+    spec = signature.structured_input_signature[1][SERVING_INPUT]
+    assert spec.dtype == tf.uint8
+    assert spec.shape.as_list() == [None, None, None, 3]
+    assert set(signature.structured_outputs) == {SERVING_PRED, SERVING_PROBS}
+
+
+def test_export_replaces_atomically(tmp_path):
+    export_dir = tmp_path / "out"
+    export_dir.mkdir()
+    (export_dir / "stale.txt").write_text("old")
+    export_saved_model(keras.Sequential([keras.Input((None, None, 3)),
+                                         keras.layers.Conv2D(NUM_CLASSES, 1)]),
+                       export_dir, 1.0, OUTPUT_STRIDE)
+    assert (export_dir / "saved_model.pb").is_file()
+    assert not (export_dir / "stale.txt").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temp dirs left
+
+
+def test_load_serving_fn_missing_dir_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="saved_model.pb"):
+        load_serving_fn(tmp_path / "nothing")

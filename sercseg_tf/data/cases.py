@@ -3,10 +3,12 @@
 Layout rules (documented in ``tools/build_tfrecords.py``):
 
 * A *case* is every folder under the root (the root included) that directly holds
-  LabelMe ``*.json`` files. A ``*.json`` file is a LabelMe annotation unless it parses
-  to a JSON object with neither ``"shapes"`` nor ``"imagePath"`` (so the synthetic
-  generator's ``ground_truth.json`` and similar side files are ignored). A file that
-  does not parse at all is kept, so that validation reports it.
+  LabelMe ``*.json`` files; hidden files and folders (``.name``, e.g. temporary
+  folders of an interrupted generator run) are ignored. A ``*.json`` file is a
+  LabelMe annotation unless it parses to a JSON object with neither ``"shapes"``
+  nor ``"imagePath"`` (so the synthetic generator's ``ground_truth.json`` and
+  similar side files are ignored). A file that does not parse at all is kept, so
+  that validation reports it.
 * The case id is the last integer in the folder name (``case05`` -> 5,
   ``patient_3`` -> 3). A folder name without a number, or two folders with the same
   id, is an error: case ids define the leave-one-case-out folds, so they are never
@@ -86,7 +88,8 @@ def discover_cases(root: str | pathlib.Path) -> tuple[list[Case], list[str]]:
         return [], [f"{root}: not a directory"]
     folders: dict[pathlib.Path, list[pathlib.Path]] = {}
     for path in sorted(root.rglob("*.json")):
-        if path.is_file() and is_labelme_json(path):
+        hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
+        if not hidden and path.is_file() and is_labelme_json(path):
             folders.setdefault(path.parent, []).append(path)
     if not folders:
         return [], [f"{root}: no LabelMe *.json files found in it or its sub-folders"]

@@ -168,7 +168,7 @@ def build_report(model_dir: str | os.PathLike, output_dir: str | os.PathLike | N
     t3_notes = [*notes,
                 "Relative error (eq. 5) = |A − M| / |M| × 100 per frame; AVG = mean and "
                 "SD = sample SD over the frames of a case; AVG row = mean of case rows.",
-                f"Frames with a NaN feature (missing region) or |M| below the floor ({floor}; "
+                f"Frames with a NaN feature (missing region) or |M| ≤ floor ({floor}; "
                 f"f3, f4 in px) are left out; left out for the floor: {excluded or 'n/a'}."]
     t2_notes = [*notes, "IoU per frame and class, a class absent from both masks left out; "
                 "mean over frames of a case; Average column = mean of the class means; "

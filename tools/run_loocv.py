@@ -271,7 +271,9 @@ def run_loocv(config, tfrecord_dir: str | os.PathLike, model_dir: str | os.PathL
 
 
 def _define_flags() -> None:
+    """Defines the config-key flags (via TRAIN's modules, which also define --strategy)."""
     from sercseg_tf import config as config_lib
+    from sercseg_tf import evaluate, export, train  # noqa: F401 - they define flags on import
 
     config_lib.define_flags()
     flags.DEFINE_string("folds", None, 'Folds (held-out case ids), e.g. "5", "1-3", "1,5,7"; '

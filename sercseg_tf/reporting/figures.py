@@ -29,6 +29,7 @@ from sercseg_tf.reporting import layout, tables  # noqa: E402
 
 DPI = 110
 TIP_CROP_HALF = 64  # half side of the Figure 6 close-up, px
+_FILE_COLUMNS = ("image_file", "manual_file", "auto_file")
 
 
 def colorize(label_map: np.ndarray) -> np.ndarray:
@@ -140,6 +141,8 @@ def _pick_middle(df: pd.DataFrame) -> pd.Series:
 def figure4_case(frames_case: pd.DataFrame, fold_predict_dir: pathlib.Path,
                  path: pathlib.Path) -> pathlib.Path | None:
     """Figure 4 for one case: input / manual / automatic overlays of its middle frame."""
+    if any(c not in frames_case for c in _FILE_COLUMNS):
+        return None
     have = frames_case.dropna(subset=["image_file", "manual_file", "auto_file"])
     if have.empty:
         return None
@@ -170,7 +173,7 @@ def figure6_case(frames_case: pd.DataFrame, fold_predict_dir: pathlib.Path,
                  path: pathlib.Path) -> pathlib.Path | None:
     """Figure 6 style needle-tip close-up of the case's frame with the largest tip error."""
     need = ["manual_tip_x", "manual_tip_y", "auto_tip_x", "auto_tip_y", "tip_error_px"]
-    if any(c not in frames_case for c in need):
+    if any(c not in frames_case for c in [*need, *_FILE_COLUMNS]):
         return None
     have = frames_case.dropna(subset=[*need, "image_file", "manual_file", "auto_file"])
     if have.empty:

@@ -7,7 +7,7 @@ Everything here is pandas/NumPy. Definitions (paper §2.4, §3):
   means of that case; the AVG row is the mean of the per-case rows (as the paper's
   Table 2, whose AVG row equals the mean of its case rows).
 - Table 3: relative error (eq. 5) ``RE = |A - M| / |M| * 100`` per frame and feature;
-  frames where A or M is NaN, or where ``|M| < floor`` (``RELATIVE_ERROR_FLOOR``), are
+  frames where A or M is NaN, or where ``|M| <= floor`` (``RELATIVE_ERROR_FLOOR``), are
   left out and counted. Per case AVG = mean, SD = sample standard deviation (ddof=1)
   over frames; the AVG row is the mean of the per-case AVG and SD (as the paper's).
 - Agreement (pooled over frames of all cases where both values are finite):
@@ -27,15 +27,16 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from sercseg_tf import labels, paper_values
+from sercseg_tf import labels, metrics, paper_values
 from sercseg_tf.reporting import layout
 
 CASE_COLUMN = "case"
 AVERAGE_LABEL = "AVG"
-# |M| below which the relative error (eq. 5) is undefined and the frame is left out of
-# Table 3. f1, f2 are ratios that are positive wherever defined; f3, f4 are pixel offsets
-# that cross zero, where eq. (5) explodes: frames with |M| < 1 px are excluded and counted.
-RELATIVE_ERROR_FLOOR: dict[str, float] = {"f1": 1e-9, "f2": 1e-9, "f3": 1.0, "f4": 1.0}
+# |M| at or below which the relative error (eq. 5) is undefined and the frame is left out
+# of Table 3 (`metrics.DEFAULT_MIN_ABS_MANUAL`): f1, f2 are positive ratios (only M = 0 is
+# excluded); f3, f4 are pixel offsets that cross zero, where eq. (5) explodes, so frames
+# with |M| <= 1 px are excluded and counted.
+RELATIVE_ERROR_FLOOR: dict[str, float] = dict(metrics.DEFAULT_MIN_ABS_MANUAL)
 FEATURE_UNITS: dict[str, str] = {"f1": "", "f2": "", "f3": "px", "f4": "px"}
 FEATURE_DESCRIPTIONS: dict[str, str] = {
     "f1": "sERC circularity 4πS_s/L_s²",
@@ -54,86 +55,41 @@ IOU_DISPLAY_NAMES: tuple[str, ...] = tuple(
 
 
 def relative_error(auto: np.ndarray, manual: np.ndarray, floor: float = 0.0) -> np.ndarray:
-    """Relative error of eq. (5), ``|A - M| / |M| * 100`` [%], NaN where undefined.
+    """Relative error of eq. (5), ``|A - M| / |M| * 100`` [%] (`metrics.relative_error`).
 
-    Args:
-      auto: automatically extracted values A.
-      manual: manually extracted values M.
-      floor: |M| below this (or equal to 0) gives NaN instead of a huge or infinite value.
-
-    Returns:
-      float64 array, NaN where A or M is NaN or |M| < floor.
+    NaN where A or M is NaN or ``|M| <= floor``.
     """
-    a = np.asarray(auto, dtype=np.float64)
-    m = np.asarray(manual, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        re = np.abs(a - m) / np.abs(m) * 100.0
-    bad = ~np.isfinite(a) | ~np.isfinite(m) | (np.abs(m) < floor) | (m == 0)
-    re[bad] = np.nan
-    return re
+    return metrics.relative_error(auto, manual, min_abs_manual=floor)
 
 
 def bland_altman(auto: np.ndarray, manual: np.ndarray) -> dict[str, float]:
-    """Bland-Altman bias and 95 % limits of agreement of ``d = A - M``.
+    """Bland-Altman bias and 95 % limits of ``d = A - M`` (`metrics.bland_altman`).
 
     ``bias = mean(d)``, ``sd = std(d, ddof=1)``, limits ``bias ± 1.96 sd``
     (Bland & Altman, Lancet 1986). Pairs with a NaN are dropped.
     """
-    a, m = _paired(auto, manual)
-    d = a - m
-    n = d.size
-    bias = float(d.mean()) if n else math.nan
-    sd = float(d.std(ddof=1)) if n > 1 else math.nan
-    return {"n": n, "bias": bias, "sd_diff": sd,
-            "loa_low": bias - 1.96 * sd, "loa_high": bias + 1.96 * sd}
+    ba = metrics.bland_altman(auto, manual)
+    return {"n": ba.n, "bias": ba.bias, "sd_diff": ba.sd,
+            "loa_low": ba.loa_lower, "loa_high": ba.loa_upper}
 
 
 def icc_2_1(auto: np.ndarray, manual: np.ndarray) -> float:
-    """ICC(2,1) of Shrout & Fleiss (1979) for two raters (A and M).
+    """ICC(2,1) of Shrout & Fleiss (1979) for the two raters M and A (`metrics.icc_2_1`).
 
     Two-way random effects, absolute agreement, single measurement::
 
-      ICC = (MSR - MSE) / (MSR + (k-1) MSE + k (MSC - MSE) / n)
-
-    with k = 2 raters, n subjects (frames), MSR rows (subjects), MSC columns (raters),
-    MSE residual mean squares. NaN with fewer than 2 complete pairs or no variance.
+      ICC = (MSR - MSE) / (MSR + (k-1) MSE + k (MSC - MSE) / n),  k = 2.
     """
     a, m = _paired(auto, manual)
-    return icc_2_1_matrix(np.stack([a, m], axis=1))
-
-
-def icc_2_1_matrix(x: np.ndarray) -> float:
-    """ICC(2,1) (Shrout & Fleiss 1979, case 2) of an ``[n subjects, k raters]`` matrix.
-
-    ``(MSR - MSE) / (MSR + (k-1) MSE + k (MSC - MSE) / n)``; rows with a NaN are dropped.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    x = x[np.isfinite(x).all(axis=1)]
-    n, k = x.shape
-    if n < 2 or k < 2:
-        return math.nan
-    gm = x.mean()
-    ssr = k * ((x.mean(axis=1) - gm) ** 2).sum()
-    ssc = n * ((x.mean(axis=0) - gm) ** 2).sum()
-    sst = ((x - gm) ** 2).sum()
-    sse = sst - ssr - ssc
-    msr, msc, mse = ssr / (n - 1), ssc / (k - 1), sse / ((n - 1) * (k - 1))
-    denom = msr + (k - 1) * mse + k * (msc - mse) / n
-    return float((msr - mse) / denom) if denom > 0 else math.nan
+    return metrics.icc_2_1(np.column_stack([m, a])) if a.size else math.nan
 
 
 def lins_ccc(auto: np.ndarray, manual: np.ndarray) -> float:
-    """Lin's concordance correlation coefficient (Lin, Biometrics 1989).
+    """Lin's concordance correlation coefficient (Lin 1989; `metrics.lins_ccc`).
 
-    ``ccc = 2 s_AM / (s_A² + s_M² + (mean_A - mean_M)²)`` with 1/n (population) moments.
-    NaN with fewer than 2 complete pairs or zero denominator.
+    ``ccc = 2 s_AM / (s_A² + s_M² + (mean_A - mean_M)²)`` with 1/n moments.
     """
-    a, m = _paired(auto, manual)
-    if a.size < 2:
-        return math.nan
-    sam = ((a - a.mean()) * (m - m.mean())).mean()
-    denom = a.var() + m.var() + (a.mean() - m.mean()) ** 2
-    return float(2 * sam / denom) if denom > 0 else math.nan
+    return metrics.lins_ccc(auto, manual)
 
 
 def _paired(auto: np.ndarray, manual: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -197,7 +153,7 @@ def table3_relative_error(frames: pd.DataFrame,
             a = fcase[f"auto_{f}"].to_numpy(dtype=np.float64)
             m = fcase[f"manual_{f}"].to_numpy(dtype=np.float64)
             both = np.isfinite(a) & np.isfinite(m)
-            row[f"{f}_excluded"] = int((both & (np.abs(m) < floor.get(f, 0.0))).sum())
+            row[f"{f}_excluded"] = int((both & (np.abs(m) <= floor.get(f, 0.0))).sum())
         rows[int(case)] = row
     out = pd.DataFrame.from_dict(rows, orient="index")
     if out.empty:

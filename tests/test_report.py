@@ -229,3 +229,12 @@ def test_report_cli(run_dir, tmp_path, capsys):
     assert list(t2.index) == ["1", "AVG"]
     assert report.main(["--model_dir", str(tmp_path / "missing")]) == 1
     assert "not a directory" in capsys.readouterr().out
+
+
+def test_table1_counts_frames(built):
+    t1 = built.tables["table1"]
+    assert int(t1.loc[1, "frames_ours"]) == 3 and int(t1.loc[3, "frames_ours"]) == 2
+    assert math.isnan(t1.loc[2, "frames_ours"]) and t1.loc[2, "frames_paper"] == 50
+    assert t1.loc["Total", "frames_ours"] == 5 and t1.loc["Total", "frames_paper"] == 579
+    md1 = (built.output_dir / "table1.md").read_text()
+    assert "| Total | 5 | 579 |" in md1

@@ -82,22 +82,6 @@ def is_fold_finished(model_dir: str | os.PathLike, fold: int) -> bool:
             and layout.frames_csv(model_dir, fold).is_file())
 
 
-def _iou(pred: np.ndarray, gt: np.ndarray) -> dict[int, float]:
-    try:
-        from sercseg_tf import metrics
-
-        return metrics.per_class_iou(pred, gt, classes=labels.EVAL_CLASSES,
-                                     ignore_label=labels.IGNORE_LABEL)
-    except ImportError:  # metrics.py not there: same definition, |P∩G| / |P∪G|.
-        valid = gt != labels.IGNORE_LABEL
-        out = {}
-        for c in labels.EVAL_CLASSES:
-            p, g = (pred == c) & valid, (gt == c) & valid
-            union = np.count_nonzero(p | g)
-            out[c] = np.count_nonzero(p & g) / union if union else math.nan
-        return out
-
-
 def _held_out_frames(tfrecord_dir: str | os.PathLike, case_id: int):
     """Yields decoded held-out samples as NumPy dicts (image uint8 HxWx3, label HxW)."""
     import tensorflow as tf
@@ -119,10 +103,12 @@ def _held_out_frames(tfrecord_dir: str | os.PathLike, case_id: int):
 def frame_row(case: int, frame: int, filename: str, manual: np.ndarray,
               auto: np.ndarray) -> dict:
     """One ``frames.csv`` row: IoU per class, features of both masks, tip error (px)."""
+    from sercseg_tf import metrics
     from sercseg_tf.predict import feature_row
 
     row = {"case": case, "frame": frame, "filename": filename}
-    iou = _iou(auto, manual)
+    iou = metrics.per_class_iou(auto, manual, classes=labels.EVAL_CLASSES,
+                                ignore_label=labels.IGNORE_LABEL)
     for c, col in zip(labels.EVAL_CLASSES, layout.IOU_COLUMNS, strict=True):
         row[col] = iou[c]
     for src, lab in (("manual", manual), ("auto", auto)):

@@ -32,6 +32,7 @@ from sercseg_tf.reporting import layout
 
 CASE_COLUMN = "case"
 AVERAGE_LABEL = "AVG"
+TOTAL_LABEL = "Total"
 # |M| at or below which the relative error (eq. 5) is undefined and the frame is left out
 # of Table 3 (`metrics.DEFAULT_MIN_ABS_MANUAL`): f1, f2 are positive ratios (only M = 0 is
 # excluded); f3, f4 are pixel offsets that cross zero, where eq. (5) explodes, so frames
@@ -104,12 +105,14 @@ def _paired(auto: np.ndarray, manual: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def table1(frames: pd.DataFrame) -> pd.DataFrame:
-    """Table 1: frames per case, ours next to the paper's. Index: case id."""
+    """Table 1: frames per case, ours next to the paper's. Index: case id, then "Total"."""
     ours = frames.groupby(CASE_COLUMN).size() if len(frames) else pd.Series(dtype=int)
     cases = sorted(set(ours.index.astype(int)) | set(paper_values.TABLE1_FRAMES))
     rows = [{"case": c,
              "frames_ours": int(ours[c]) if c in ours.index else np.nan,
              "frames_paper": paper_values.TABLE1_FRAMES.get(c, np.nan)} for c in cases]
+    rows.append({"case": TOTAL_LABEL, "frames_ours": int(ours.sum()),
+                 "frames_paper": sum(paper_values.TABLE1_FRAMES.values())})
     return pd.DataFrame(rows).set_index("case")
 
 
@@ -253,7 +256,9 @@ def _fmt(v, digits: int) -> str:
 
 
 def _case_label(case) -> str:
-    return "AVG" if case == AVERAGE_LABEL else f"Case{int(case)}"
+    if case in (AVERAGE_LABEL, TOTAL_LABEL):
+        return str(case)
+    return f"Case{int(case)}"
 
 
 def table1_rows(t1: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
@@ -364,7 +369,7 @@ def to_html(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
             for i, h in enumerate(header)]
     out.append("</tr></thead><tbody>")
     for r in rows:
-        cls = ' class="avg"' if r and str(r[0]) == AVERAGE_LABEL else ""
+        cls = ' class="avg"' if r and str(r[0]) in (AVERAGE_LABEL, TOTAL_LABEL) else ""
         out.append(f"<tr{cls}>" + "".join(
             f"<td{paper_attr if i in paper_cols else ''}>{html.escape(str(x))}</td>"
             for i, x in enumerate(r)) + "</tr>")

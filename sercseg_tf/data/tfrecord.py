@@ -364,9 +364,9 @@ def build_tfrecords(
     manifest_cases: dict[str, Any] = {}
     sizes: set[tuple[int, int]] = set()
     tmp_dir = pathlib.Path(tempfile.mkdtemp(prefix=".build_tfrecords-", dir=output_dir))
+    items = [(cid, fr) for cid in sorted(valid) for fr in valid[cid]]
+    results = _ordered_map(load, items, num_workers or os.cpu_count() or 1)
     try:
-        items = [(cid, fr) for cid in sorted(valid) for fr in valid[cid]]
-        results = _ordered_map(load, items, num_workers or os.cpu_count() or 1)
         with tqdm(total=len(items), desc="write", unit="frame", disable=not progress) as bar:
             for case in found:
                 frames = valid.get(case.case_id, [])
@@ -414,6 +414,7 @@ def build_tfrecords(
         _remove_previous_build(output_dir)
         raise
     finally:
+        results.close()  # stops the worker threads if writing failed
         shutil.rmtree(tmp_dir, ignore_errors=True)
     return manifest
 

@@ -3,7 +3,12 @@
 Usage (after ``python tools/build_tfrecords.py``):
   python bench/bench_dataset.py [--tfrecord_dir data/tfrecords] [--fold 1]
       [--batch_size 4] [--num_batches 100] [--crop_height 481 --crop_width 641]
-      [--image_scale 1.0] [--mode train|eval]
+      [--image_scale 1.0] [--min_scale 0.5 --max_scale 2.0 --scale_step 0.25]
+      [--mode train|eval]
+
+CPU demo settings (configs/demo.yaml):
+  python bench/bench_dataset.py --image_scale 0.5 --crop_height 225 --crop_width 289 \
+      --min_scale 0.75 --max_scale 1.25
 
 ``train`` times the augmented leave-one-case-out training stream of ``--fold`` (the
 paper's settings by default: batch 4, crop 481x641, scales 0.5-2.0 step 0.25, flip);
@@ -23,6 +28,9 @@ flags.DEFINE_integer("num_batches", 100, "Batches to time (train mode).")
 flags.DEFINE_integer("crop_height", 481, "Training crop height.")
 flags.DEFINE_integer("crop_width", 641, "Training crop width.")
 flags.DEFINE_float("image_scale", 1.0, "Frames resized by this factor first.")
+flags.DEFINE_float("min_scale", 0.5, "Random scale: smallest factor.")
+flags.DEFINE_float("max_scale", 2.0, "Random scale: largest factor.")
+flags.DEFINE_float("scale_step", 0.25, "Random scale: step.")
 flags.DEFINE_enum("mode", "train", ["train", "eval"], "Which stream to time.")
 
 
@@ -37,6 +45,9 @@ def main(argv: list[str]) -> None:
         "eval_batch_size": FLAGS.batch_size,
         "crop_size": (FLAGS.crop_height, FLAGS.crop_width),
         "image_scale": FLAGS.image_scale,
+        "min_scale": FLAGS.min_scale,
+        "max_scale": FLAGS.max_scale,
+        "scale_step": FLAGS.scale_step,
     }
     train_ds, eval_ds = dataset.build_fold_datasets(FLAGS.tfrecord_dir, FLAGS.fold, config)
     if FLAGS.mode == "train":

@@ -10,6 +10,7 @@ Default: 11 cases with the paper's Table 1 frame counts, 480x640, 24 fps WMV vid
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -28,6 +29,9 @@ flags.DEFINE_bool("write_video", True, "Also write caseNN/video.wmv.")
 flags.DEFINE_integer("fps", 24, "Video frame rate.")
 flags.DEFINE_integer("height", 480, "Frame height.")
 flags.DEFINE_integer("width", 640, "Frame width.")
+flags.DEFINE_integer(
+    "workers", min(2, os.cpu_count() or 1), "Cases generated in parallel (same output)."
+)
 flags.DEFINE_string(
     "examples_dir", None, "If set, also write example_caseNN.png (frame | overlay) there."
 )
@@ -58,6 +62,7 @@ def main(argv: list[str]) -> int:
         write_video=FLAGS.write_video,
         image_size=(FLAGS.height, FLAGS.width),
         fps=FLAGS.fps,
+        workers=FLAGS.workers,
     )
     logging.info(
         "wrote %d cases to %s in %.1f s", len(paths), FLAGS.output_dir, time.perf_counter() - start

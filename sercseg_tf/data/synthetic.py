@@ -15,8 +15,10 @@ Annotated frames are exactly the video frames at whole seconds (before encoding)
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import math
+import multiprocessing
 import os
 import shutil
 import time
@@ -83,7 +85,12 @@ def _round_points(points: np.ndarray, ndigits: int) -> list[list[float]]:
 
 
 def ground_truth_frame(scene: CaseScene, geo: FrameGeometry, index: int, fps: int) -> dict:
-    """Returns one `frames[]` entry of ground_truth.json (contract schema + needle_outline)."""
+    """Returns one `frames[]` entry of ground_truth.json.
+
+    The contract schema plus: `video_frame` (index in the video), `needle_outline` (exact
+    needle polygon clipped to the image, or null) and `needle_indentation_px` (depth D of
+    the dent the needle pushes into the oocyte, 0 when not pushing).
+    """
     sercs = []
     for serc, outline, center in zip(scene.sercs, geo.serc_outlines, geo.serc_centers, strict=True):
         sercs.append(
@@ -109,6 +116,7 @@ def ground_truth_frame(scene: CaseScene, geo: FrameGeometry, index: int, fps: in
         "needle_outline": None
         if geo.needle_polygon is None
         else _round_points(geo.needle_polygon, 3),
+        "needle_indentation_px": round(float(geo.deformation.depth), 3),
         "oocyte": {
             "center": _round_points(geo.oocyte_center[None], 3)[0],
             "outline": _round_points(geo.oocyte_outline, 3),
@@ -124,9 +132,10 @@ def _needle_human_polygon(
 ) -> np.ndarray | None:
     """A person's needle polygon: the visible tip, a few points per edge, the border.
 
-    Walks the exact (clipped) outline from the tip, adds a click every 35-60 px along the
-    straight edges, pulls the tip click back by 0-1.5 px (the faded end), and jitters
-    clicks across the needle by N(0, 0.3) px; clicks on the entry border stay on it.
+    Walks the exact (clipped) outline from the tip, adds a click every 20-35 px along
+    each edge (at least one per edge), pulls the tip click back by 0-1.5 px (the faded
+    end), and jitters clicks across the needle by N(0, 0.3) px; clicks on the entry
+    border stay on it.
     """
     poly = geo.needle_polygon
     if poly is None or geo.tip is None:
@@ -147,7 +156,7 @@ def _needle_human_polygon(
         border.append(on_border[i])
         if on_border[i] and on_border[(i + 1) % n]:
             continue
-        k = int(np.linalg.norm(q - p) // rng.uniform(35, 60))
+        k = max(1, int(np.linalg.norm(q - p) // rng.uniform(20, 35)))
         for m in range(1, k + 1):
             pts.append(p + (q - p) * m / (k + 1))
             border.append(False)
@@ -279,6 +288,7 @@ def generate_dataset(
     write_video: bool = True,
     image_size: tuple[int, int] = (480, 640),
     fps: int = 24,
+    workers: int = 1,
 ) -> list[Path]:
     """Generates `num_cases` synthetic ICSI cases under `output_dir`.
 
@@ -295,13 +305,14 @@ def generate_dataset(
       write_video: also write caseNN/video.wmv (24 fps x N seconds).
       image_size: (height, width).
       fps: video frame rate.
+      workers: cases generated in parallel processes (output identical for any value).
 
     Returns:
       The case folders, in case order.
     """
     root = Path(output_dir)
     root.mkdir(parents=True, exist_ok=True)
-    paths: list[Path] = []
+    tasks = []
     for case_id in range(1, num_cases + 1):
         if frames_per_case is None:
             n = labels.PAPER_FRAMES_PER_CASE[(case_id - 1) % len(labels.PAPER_FRAMES_PER_CASE)]
@@ -311,29 +322,53 @@ def generate_dataset(
             n = int(frames_per_case[case_id - 1])
         if n < 1:
             raise ValueError(f"frames_per_case must be >= 1, got {n} for case {case_id}")
-        name = labels.case_name(case_id)
-        final = root / name
-        tmp = root / f".{name}.partial"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-        start = time.perf_counter()
-        generate_case(tmp, case_id, n, seed, write_video, image_size, fps)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        elapsed = time.perf_counter() - start
+        tasks.append((str(root), case_id, n, seed, write_video, tuple(image_size), fps))
+    paths = []
+
+    def report(path: Path, elapsed: float, n: int) -> None:
         rendered = n * fps if write_video else n
         logging.info(
             "%s: %d frames, %d rendered in %.1f s (%.0f frames/s)",
-            name,
-            n,
-            rendered,
-            elapsed,
-            rendered / max(elapsed, 1e-9),
-        )
-        paths.append(final)
+            path.name, n, rendered, elapsed, rendered / max(elapsed, 1e-9),
+        )  # fmt: skip
+        paths.append(path)
+
+    if workers > 1 and len(tasks) > 1:
+        # Cases are independent (own generators), so the output does not depend on workers.
+        ctx = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx) as ex:
+            for (path, elapsed), task in zip(
+                ex.map(_generate_one, *zip(*tasks, strict=True)), tasks, strict=True
+            ):
+                report(path, elapsed, task[2])
+    else:
+        for task in tasks:
+            report(*_generate_one(*task), task[2])
     return paths
+
+
+def _generate_one(
+    root: str,
+    case_id: int,
+    n: int,
+    seed: int,
+    write_video: bool,
+    image_size: tuple[int, int],
+    fps: int,
+) -> tuple[Path, float]:
+    """Generates one case in a hidden temp folder, then renames it to caseNN."""
+    name = labels.case_name(case_id)
+    final = Path(root) / name
+    tmp = Path(root) / f".{name}.partial"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    start = time.perf_counter()
+    generate_case(tmp, case_id, n, seed, write_video, image_size, fps)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final, time.perf_counter() - start
 
 
 def render_overlay(image_rgb: np.ndarray, shapes: list[dict], alpha: float = 0.45) -> np.ndarray:
@@ -364,8 +399,8 @@ def save_examples(
 ) -> list[Path]:
     """Writes docs-style examples: frame | label overlay side by side, per case.
 
-    Picks the annotated frame of each case with the deepest needle indentation, marks
-    the true needle tip with a cross, scales by `scale`, and writes
+    Shows a different moment per example (deepest indentation, needle deepest inside,
+    approach, in turn), marks the true needle tip with a cross, scales by `scale`, and writes
     `examples_dir/example_caseNN.png`.
     """
     import cv2
@@ -378,7 +413,7 @@ def save_examples(
         case_dir = root / labels.case_name(case_id)
         gt = json.loads((case_dir / GROUND_TRUTH_NAME).read_text())
         frames = gt["frames"]
-        pick = max(frames, key=lambda f: (f["needle_tip"] is not None, -f["oocyte"]["area"]))
+        pick = _example_frame(frames, len(out_paths))
         stem = Path(pick["file"]).stem
         bgr = cv2.imread(str(case_dir / pick["file"]), cv2.IMREAD_COLOR)
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -394,3 +429,16 @@ def save_examples(
         video.write_png(path, panel)
         out_paths.append(path)
     return out_paths
+
+
+def _example_frame(frames: list[dict], i: int) -> dict:
+    """Picks the i-th example's moment: deepest dent, deepest needle, or approach."""
+    with_needle = [f for f in frames if f["needle_tip"] is not None] or frames
+    if i % 3 == 0:
+        return max(with_needle, key=lambda f: f.get("needle_indentation_px", 0.0))
+    if i % 3 == 1:
+        return min(
+            with_needle,
+            key=lambda f: math.dist(f["needle_tip"] or [0, 0], f["oocyte"]["center"]),
+        )
+    return with_needle[0]

@@ -164,8 +164,10 @@ class CaseRenderer:
         u = (xs - hx) * ax + (ys - hy) * ay  # distance from the end face, back along it
         v = -(xs - hx) * ay + (ys - hy) * ax
         rh, rl = scene.holding_radius, scene.holding_lumen
-        end_round = np.sqrt(np.clip(1 - (1 - np.clip(u / (0.5 * (rh - rl)), 0, 1)) ** 2, 0, 1))
-        thick = _tube_thickness(v, rh, rl) * end_round * (u > -1.0)
+        # Fire-polished end: the wall's outer and inner corners are rounded (radius rr).
+        rr = 0.5 * (rh - rl)
+        bulge = rr * (1.0 - np.sqrt(np.clip(1.0 - (1.0 - np.clip(u / rr, 0, 1)) ** 2, 0, 1)))
+        thick = _tube_thickness(v, rh - bulge, rl + bulge) * (u >= 0)
         thick = cv2.GaussianBlur(thick.astype(np.float32), (0, 0), 0.8)
         height += 0.4 * thick
         absorb += 0.05 * thick / (2 * rh) + 0.05 * (np.abs(v) < rl) * (u > 0) * 0

@@ -288,7 +288,7 @@ def _draw_motion(
     t += rng.uniform(0.08, 0.14)
     keys.append((t, l_oolemma + d_max, d_max))  # deepest indentation
     t += rng.uniform(0.02, 0.04)
-    deep = l_oolemma + d_max + radius * rng.uniform(0.0, 0.3)
+    deep = l_oolemma + d_max + radius * rng.uniform(0.1, 0.6)
     keys.append((t, deep, d_max * rng.uniform(0.0, 0.15)))  # membrane breaks
     t += rng.uniform(0.08, 0.16)
     keys.append((t, deep + radius * rng.uniform(-0.1, 0.05), 0.0))  # injection

@@ -216,14 +216,13 @@ def read_manifest(tfrecord_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def _class_names(label_map: Mapping[str, int] | None) -> dict[int, str]:
-    """Class id -> name for the manifest (first name of each id in a custom map)."""
+    """Class id -> name for the manifest: 0 is "background", else an id's first name."""
     if label_map is None:
         return dict(enumerate(labels.CLASS_NAMES))
-    names: dict[int, str] = {}
+    names = {labels.BACKGROUND: labels.CLASS_NAMES[labels.BACKGROUND]}
     for name, class_id in label_map.items():
         if int(class_id) != labels.IGNORE_LABEL:
             names.setdefault(int(class_id), labels.normalize_label_name(name))
-    names.setdefault(labels.BACKGROUND, labels.CLASS_NAMES[labels.BACKGROUND])
     return dict(sorted(names.items()))
 
 

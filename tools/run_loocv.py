@@ -262,13 +262,17 @@ def _define_flags() -> None:
     from sercseg_tf import evaluate, export, train  # noqa: F401 - they define flags on import
 
     config_lib.define_flags()
-    flags.DEFINE_string("folds", None, 'Folds (held-out case ids), e.g. "5", "1-3", "1,5,7"; '
-                        "default every case of the manifest.")
-    flags.DEFINE_boolean("force", False, "Redo folds that are already finished.")
-    flags.DEFINE_integer("predict_batch_size", 4, "Frames per call of the exported model.")
-    if "strategy" not in flags.FLAGS:
-        flags.DEFINE_string("strategy", "auto", "tf.distribute strategy for training.")
-    flags.DEFINE_boolean("report", True, "Write MODEL_DIR/report at the end.")
+    own = [
+        (flags.DEFINE_string, "folds", None, 'Folds (held-out case ids), e.g. "5", "1-3", '
+         '"1,5,7"; default every case of the manifest.'),
+        (flags.DEFINE_boolean, "force", False, "Redo folds that are already finished."),
+        (flags.DEFINE_integer, "predict_batch_size", 4, "Frames per call of the exported model."),
+        (flags.DEFINE_string, "strategy", "auto", "tf.distribute strategy for training."),
+        (flags.DEFINE_boolean, "report", True, "Write MODEL_DIR/report at the end."),
+    ]
+    for define, name, default, help_text in own:  # idempotent (tests call it again)
+        if name not in flags.FLAGS:
+            define(name, default, help_text)
 
 
 def main(argv: Sequence[str]) -> int:

@@ -15,6 +15,7 @@ from sercseg_tf.model.inference import (
     load_serving_fn,
     padded_size,
     predict_logits,
+    predict_preprocessed,
     scaled_size,
 )
 from sercseg_tf.model.preprocessing import preprocess_images
@@ -51,6 +52,9 @@ def test_predict_logits_pads_with_mean_and_crops(model):
     x = tf.pad(preprocess_images(frames), [[0, 0], [0, 15], [0, 10], [0, 0]])
     expected = model(x, training=False).numpy()[:, :50, :71]
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+    # The evaluation path on already preprocessed images is the same computation.
+    from_preprocessed = predict_preprocessed(model, preprocess_images(frames), OUTPUT_STRIDE)
+    np.testing.assert_array_equal(from_preprocessed.numpy(), logits)
 
 
 def test_predict_logits_aligned_size_is_the_plain_model(model):

@@ -4,11 +4,15 @@
 inside the exported SavedModel, so exported and in-process predictions agree (the
 disagreement deeplab2 users reported in its issue #110 came from two paths):
 
-    x = resize_bilinear(images, floor(image_scale * (H, W)))   as the input pipeline
-    x = preprocess(x)                              caffe-style ImageNet normalisation
-    x = pad_bottom_right(x, to OS*k+1, value 0)    0 == ImageNet mean colour
-    logits = model(x, training=False)[:, :h, :w]   crop the padding away
-    logits = resize_bilinear(logits, (H, W))       back to the input size
+    x = resize(images, floor(image_scale * (H, W)))   bilinear, as the input pipeline
+    x = preprocess(x)                                 caffe-style ImageNet normalisation
+    x = pad_bottom_right(x, to OS*k+1, value 0)       0 == ImageNet mean colour
+    logits = model(x, training=False)[:, :h, :w]      crop the padding away
+    logits = resize(logits, (H, W))                   bilinear, back to the input size
+
+(``resize`` is ``tf.image.resize``, half-pixel centres, as in the input pipeline.)
+`predict_preprocessed` is the pad-model-crop part alone, for evaluation on the
+already preprocessed images of the input pipeline.
 """
 
 from __future__ import annotations
@@ -59,6 +63,29 @@ def padded_size(size, output_stride: int):
     return (size - 1 + output_stride - 1) // output_stride * output_stride + 1
 
 
+def predict_preprocessed(model: keras.Model, images, output_stride: int = 16) -> tf.Tensor:
+    """Pads preprocessed images to ``OS*k+1`` with 0, runs the model, crops the logits.
+
+    Args:
+      model: DeepLab model.
+      images: preprocessed float32 ``[B, h, w, 3]`` of any size (e.g. the evaluation
+        batches of `sercseg_tf.data.dataset.build_dataset`).
+      output_stride: the model's output stride.
+
+    Returns:
+      float32 logits ``[B, h, w, num_classes]``.
+    """
+    check_output_stride(output_stride)
+    x = tf.convert_to_tensor(images, tf.float32)
+    x_shape = tf.shape(x)
+    h, w = x_shape[1], x_shape[2]
+    pad_h = padded_size(h, output_stride) - h
+    pad_w = padded_size(w, output_stride) - w
+    x = tf.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], constant_values=0.0)
+    logits = tf.cast(model(x, training=False), tf.float32)
+    return logits[:, :h, :w, :]
+
+
 def predict_logits(
     model: keras.Model,
     images_uint8,
@@ -88,14 +115,7 @@ def predict_logits(
         # Resize then normalise, in the order of the input pipeline (both are linear, so
         # the order changes only float rounding).
         x = tf.image.resize(x, scaled_size(height, width, image_scale), method="bilinear")
-    x = preprocess_images(x)
-    x_shape = tf.shape(x)
-    h, w = x_shape[1], x_shape[2]
-    pad_h = padded_size(h, output_stride) - h
-    pad_w = padded_size(w, output_stride) - w
-    x = tf.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], constant_values=0.0)
-    logits = tf.cast(model(x, training=False), tf.float32)
-    logits = logits[:, :h, :w, :]
+    logits = predict_preprocessed(model, preprocess_images(x), output_stride)
     if image_scale != 1.0:
         logits = tf.image.resize(logits, tf.stack([height, width]), method="bilinear")
     return logits

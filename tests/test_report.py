@@ -44,8 +44,11 @@ def _write_fold(root: pathlib.Path, fold: int, rows: list[dict]) -> None:
         d = layout.fold_dir(root, fold) / split
         d.mkdir(parents=True, exist_ok=True)
         steps = [0, 10, 20] if split == "train" else [20]
-        pd.DataFrame({"step": steps, "loss": [2.0 + fold, 1.0 + fold, 0.5 + fold][-len(steps):]}
-                     ).to_csv(d / "history.csv", index=False)
+        df = pd.DataFrame({"step": steps,
+                           "loss": [2.0 + fold, 1.0 + fold, 0.5 + fold][-len(steps):]})
+        if split == "eval":
+            df["miou"] = 0.1 * fold
+        df.to_csv(d / "history.csv", index=False)
 
 
 def _row(frame, iou, man, aut, tip_err):
@@ -199,6 +202,8 @@ def test_learning_curve_averages_folds(built):
     # Fold 1 losses 3, 2, 1.5 and fold 3 losses 5, 4, 3.5 at steps 0, 10, 20.
     np.testing.assert_allclose(curve["train_loss_mean"].to_numpy(), [4.0, 3.0, 2.5])
     assert curve.loc[20, "eval_loss_mean"] == pytest.approx((1.5 + 3.5) / 2)
+    assert curve.loc[20, "eval_miou_mean"] == pytest.approx((0.1 + 0.3) / 2)
+    assert curve.loc[20, "eval_miou_n_folds"] == 2
 
 
 def test_empty_run_still_writes_index(tmp_path):

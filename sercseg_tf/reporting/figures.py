@@ -72,32 +72,33 @@ def _legend_handles():
 
 
 def learning_curve_table(histories: dict[int, dict[str, pd.DataFrame]]) -> pd.DataFrame:
-    """Averages loss histories over folds per step.
+    """Averages loss (and held-out mIoU) histories over folds per step.
 
     Args:
-      histories: ``{fold: {"train": df(step, loss), "eval": df(step, loss, ...)}}``;
+      histories: ``{fold: {"train": df(step, loss), "eval": df(step, loss, ..., miou)}}``;
         either entry may be missing.
 
     Returns:
-      DataFrame indexed by step with columns ``train_loss_mean, train_loss_min,
-      train_loss_max, train_n_folds, eval_loss_mean, eval_loss_sd, eval_n_folds``
-      (NaN where a split has no value at a step).
+      DataFrame indexed by step with columns ``{split}_{metric}_{mean,min,max,sd}`` and
+      ``{split}_{metric}_n_folds`` for train loss, eval loss and eval miou (where
+      present); NaN where a split has no value at a step.
     """
     parts = []
-    for split in ("train", "eval"):
+    for split, metric in (("train", "loss"), ("eval", "loss"), ("eval", "miou")):
         series = {}
         for fold, h in histories.items():
             df = h.get(split)
-            if df is None or "step" not in df or "loss" not in df or df.empty:
+            if df is None or "step" not in df or metric not in df or df.empty:
                 continue
-            series[fold] = df.groupby("step")["loss"].mean()
+            series[fold] = df.groupby("step")[metric].mean()
         if not series:
             continue
         wide = pd.DataFrame(series).sort_index()
+        key = f"{split}_{metric}"
         parts.append(pd.DataFrame({
-            f"{split}_loss_mean": wide.mean(axis=1), f"{split}_loss_min": wide.min(axis=1),
-            f"{split}_loss_max": wide.max(axis=1), f"{split}_loss_sd": wide.std(axis=1),
-            f"{split}_n_folds": wide.notna().sum(axis=1)}))
+            f"{key}_mean": wide.mean(axis=1), f"{key}_min": wide.min(axis=1),
+            f"{key}_max": wide.max(axis=1), f"{key}_sd": wide.std(axis=1),
+            f"{key}_n_folds": wide.notna().sum(axis=1)}))
     if not parts:
         return pd.DataFrame()
     out = pd.concat(parts, axis=1).sort_index()
@@ -107,16 +108,29 @@ def learning_curve_table(histories: dict[int, dict[str, pd.DataFrame]]) -> pd.Da
 
 def figure3_learning_curve(curve: pd.DataFrame, path: pathlib.Path,
                            n_folds: int) -> pathlib.Path | None:
-    """Plots the fold-averaged learning curve (paper Figure 3). None if no history."""
+    """Plots the fold-averaged learning curve (paper Figure 3). None if no history.
+
+    Left: training loss mean over folds (band min-max; with many steps a moving average
+    over 2 % of the steps is drawn on top), held-out loss mean. Right (if recorded):
+    held-out mean IoU averaged over folds.
+    """
     if curve.empty:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4))
+    has_miou = "eval_miou_mean" in curve and curve["eval_miou_mean"].notna().any()
+    fig, axes = plt.subplots(1, 2 if has_miou else 1, figsize=(12 if has_miou else 7, 4),
+                             squeeze=False)
+    ax = axes[0, 0]
     if "train_loss_mean" in curve:
         t = curve["train_loss_mean"].dropna()
-        ax.plot(t.index, t.values, color="tab:blue", label=f"train (mean of {n_folds} folds)")
+        ax.plot(t.index, t.values, color="tab:blue", lw=0.8,
+                label=f"train (mean of {n_folds} folds)")
         lo = curve.loc[t.index, "train_loss_min"]
         hi = curve.loc[t.index, "train_loss_max"]
-        ax.fill_between(t.index, lo, hi, color="tab:blue", alpha=0.2, label="train min–max")
+        ax.fill_between(t.index, lo, hi, color="tab:blue", alpha=0.15, label="train min–max")
+        if len(t) > 200:
+            window = max(2, len(t) // 50)
+            ax.plot(t.index, t.rolling(window, min_periods=1).mean(), color="navy", lw=1.5,
+                    label=f"train, moving average ({window} steps)")
     if "eval_loss_mean" in curve:
         e = curve["eval_loss_mean"].dropna()
         ax.plot(e.index, e.values, "o-", color="tab:orange", label="held-out case (mean)")
@@ -125,6 +139,18 @@ def figure3_learning_curve(curve: pd.DataFrame, path: pathlib.Path,
     ax.set_title("Figure 3 (ours): learning curve averaged over folds")
     ax.grid(alpha=0.3)
     ax.legend()
+    if has_miou:
+        ax2 = axes[0, 1]
+        m = curve["eval_miou_mean"].dropna()
+        ax2.plot(m.index, m.values, "o-", color="tab:green", label="held-out mean IoU (mean)")
+        ax2.fill_between(m.index, curve.loc[m.index, "eval_miou_min"],
+                         curve.loc[m.index, "eval_miou_max"], color="tab:green", alpha=0.15,
+                         label="min–max over folds")
+        ax2.set_xlabel("step")
+        ax2.set_ylabel("mean IoU (oocyte, sERC, needle)")
+        ax2.set_ylim(0, 1)
+        ax2.grid(alpha=0.3)
+        ax2.legend()
     return _save(fig, path)
 
 

@@ -8,9 +8,11 @@ Usage:
 A training step is forward + backward + Adam update (lr 1e-5, softmax cross-entropy
 with the ignore label excluded, as the paper trains) on random preprocessed crops,
 compiled with ``tf.function``; the first ``--warmup`` steps (tracing) are not timed.
-Reported: median seconds per step per crop and each crop's time relative to the
-first (paper) crop. Inference: ``predict_logits`` + argmax on one uint8 frame of
-``--infer_size`` (padding to OS*k+1 inside), median seconds per frame.
+Reported: median wall seconds per step per crop, each crop's time relative to the
+first (paper) crop, and the same for process CPU seconds (all threads), which moves
+less than wall time when other jobs share the cores. Inference: ``predict_logits`` +
+argmax on one uint8 frame of ``--infer_size`` (padding to OS*k+1 inside), median
+seconds per frame.
 Random init; weights do not change the cost.
 """
 
@@ -78,18 +80,25 @@ def main(argv: list[str]) -> None:
         h, w = _hw(crop)
         images = tf.constant(rng.normal(0, 50, (FLAGS.batch_size, h, w, 3)).astype("float32"))
         labels = tf.constant(rng.integers(0, NUM_CLASSES, (FLAGS.batch_size, h, w)), tf.int32)
-        times = []
+        times, cpu_times = [], []
         for step in range(FLAGS.warmup + FLAGS.steps):
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             float(train_step(images, labels))
-            elapsed = time.perf_counter() - start
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
             if step >= FLAGS.warmup:
                 times.append(elapsed)
-            logging.info("train %s step %d: %.2f s", crop, step, elapsed)
-        results["train"][crop] = {"s_per_step": statistics.median(times), "times": times}
+                cpu_times.append(cpu)
+            logging.info("train %s step %d: %.2f s (%.1f CPU s)", crop, step, elapsed, cpu)
+        results["train"][crop] = {
+            "s_per_step": statistics.median(times),
+            "cpu_s_per_step": statistics.median(cpu_times),
+            "times": times,
+        }
     base = results["train"][FLAGS.crops[0]]["s_per_step"]
+    cpu_base = results["train"][FLAGS.crops[0]]["cpu_s_per_step"]
     for stats in results["train"].values():
         stats["relative_to_first"] = stats["s_per_step"] / base
+        stats["cpu_relative_to_first"] = stats["cpu_s_per_step"] / cpu_base
 
     ih, iw = _hw(FLAGS.infer_size)
     infer = tf.function(
@@ -115,7 +124,9 @@ def main(argv: list[str]) -> None:
           f"{results['machine']['load_avg_1min_end']:.1f})")
     for crop, stats in results["train"].items():
         print(f"train step batch {FLAGS.batch_size} crop {crop}: {stats['s_per_step']:.2f} s/step "
-              f"({stats['relative_to_first']:.3f} x {FLAGS.crops[0]})")
+              f"({stats['relative_to_first']:.3f} x {FLAGS.crops[0]}); "
+              f"{stats['cpu_s_per_step']:.1f} CPU s/step "
+              f"({stats['cpu_relative_to_first']:.3f} x)")
     print(f"inference {FLAGS.infer_size}: {results['inference']['s_per_frame']:.3f} s/frame")
     if FLAGS.output_json:
         tmp = f"{FLAGS.output_json}.tmp"

@@ -252,3 +252,13 @@ def test_examples_written_small(tiny: Path, tmp_path: Path):
     with Image.open(paths[0]) as img:
         assert img.size[0] > 2 * img.size[1]  # frame | overlay side by side
     assert paths[0].stat().st_size < 300_000
+
+
+def test_labelme_itself_reads_the_files(tiny: Path):
+    """The reference tool (labelme, pinned in requirements-dev) opens our annotations."""
+    label_file = pytest.importorskip("labelme._label_file")
+    path = tiny / "case02" / "frame_0001.json"
+    doc = json.loads(path.read_text())
+    lf = label_file.LabelFile(str(path))
+    assert len(lf.shapes) == len(doc["shapes"]) >= 3
+    assert lf.image_data  # loaded from the relative imagePath

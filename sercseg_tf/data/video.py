@@ -4,6 +4,8 @@
 k-th extracted frame is at t_k = k * every_seconds and is video frame
 n_k = floor(t_k * fps + 0.5) (round half up). Frames are read sequentially with
 grab/retrieve, because seeking (CAP_PROP_POS_FRAMES) is unreliable in WMV/ASF files.
+Files reporting an implausible rate (> MAX_PLAUSIBLE_FPS, e.g. an ASF 1000 fps time
+base) fall back to frame timestamps: the first frame with pts >= t_k.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ FOURCC_BY_EXTENSION: dict[str, str] = {
     ".mp4": "mp4v",
 }
 VIDEO_EXTENSIONS: tuple[str, ...] = (".wmv", ".avi", ".mp4")
+# Above this reported rate (e.g. ASF's 1000 fps time base) frames are picked by timestamp.
+MAX_PLAUSIBLE_FPS = 240.0
 _CASE_DIR = re.compile(r"^case(\d+)$", re.IGNORECASE)
 
 
@@ -126,6 +130,10 @@ def iter_frames(
         fps = float(cap.get(cv2.CAP_PROP_FPS))
         if not math.isfinite(fps) or fps <= 0:
             raise VideoError(path, f"video reports no usable frame rate ({fps})")
+        if fps > MAX_PLAUSIBLE_FPS:
+            # Some ASF/WMV files report a 1000 fps time base: pick by frame timestamps.
+            yield from _iter_by_timestamp(cap, path, every_seconds)
+            return
         k = 0
         position = 0  # index of the next frame grab() returns
         while True:
@@ -143,6 +151,23 @@ def iter_frames(
             k += 1
     finally:
         cap.release()
+
+
+def _iter_by_timestamp(
+    cap: cv2.VideoCapture, path: Path, every_seconds: float
+) -> Iterator[tuple[int, float, np.ndarray]]:
+    """Fallback when the frame rate is implausible: the first frame with pts >= t_k."""
+    k = 0
+    while cap.grab():
+        ts = float(cap.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
+        t = k * every_seconds
+        if ts + 5e-4 >= t:
+            ok, bgr = cap.retrieve()
+            if not ok or bgr is None:
+                break
+            yield k, float(t), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            k += 1
+    _finish(path, k)
 
 
 def _finish(path: Path, count: int) -> None:

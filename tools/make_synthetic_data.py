@@ -54,16 +54,20 @@ def main(argv: list[str]) -> int:
         )
         return 2
     start = time.perf_counter()
-    paths = synthetic.generate_dataset(
-        FLAGS.output_dir,
-        num_cases=FLAGS.num_cases,
-        frames_per_case=FLAGS.frames_per_case,
-        seed=FLAGS.seed,
-        write_video=FLAGS.write_video,
-        image_size=(FLAGS.height, FLAGS.width),
-        fps=FLAGS.fps,
-        workers=FLAGS.workers,
-    )
+    try:
+        paths = synthetic.generate_dataset(
+            FLAGS.output_dir,
+            num_cases=FLAGS.num_cases,
+            frames_per_case=FLAGS.frames_per_case,
+            seed=FLAGS.seed,
+            write_video=FLAGS.write_video,
+            image_size=(FLAGS.height, FLAGS.width),
+            fps=FLAGS.fps,
+            workers=FLAGS.workers,
+        )
+    except (OSError, ValueError) as err:
+        print(f"make_synthetic_data: {FLAGS.output_dir}: {err}", file=sys.stderr)
+        return 1
     logging.info(
         "wrote %d cases to %s in %.1f s", len(paths), FLAGS.output_dir, time.perf_counter() - start
     )

@@ -1,0 +1,88 @@
+"""Evaluates a fold on its held-out case: ``python -m sercseg_tf.evaluate --fold=5``.
+
+Restores the fold's latest checkpoint, predicts every held-out frame at full resolution
+with `inference.predict_logits` (``image_scale`` applied inside), scores each frame with
+`metrics.per_class_iou` and writes
+
+- ``MODEL_DIR/fold_05/eval/iou.csv``: case, frame, filename, oocyte, serc, needle
+  (NaN where a class is absent from both masks), one row per frame;
+- ``MODEL_DIR/fold_05/eval/iou_mean.csv``: the case's mean IoU per class and their mean
+  (one row of the paper's Table 2), also printed.
+
+Takes the same ``--config``, ``--tfrecord_dir``, ``--model_dir``, ``--fold`` and
+config-key flags as `sercseg_tf.train`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pandas as pd
+from absl import app, flags
+
+from sercseg_tf import config as config_lib
+from sercseg_tf.config import ConfigError, ExperimentConfig, fold_dir
+
+config_lib.define_flags()
+FLAGS = flags.FLAGS
+
+
+def _write_csv_atomic(frame: pd.DataFrame, path: os.PathLike) -> None:
+    tmp = f"{os.fspath(path)}.tmp"
+    frame.to_csv(tmp, index=False, float_format="%.6f")
+    os.replace(tmp, path)
+
+
+def run_evaluation(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
+                   model_dir: str | os.PathLike, fold: int) -> pd.DataFrame:
+    """Per-image IoU of the fold's held-out case (see the module docstring).
+
+    Returns:
+      DataFrame with columns case, frame, filename, oocyte, serc, needle (one row per
+      frame); also written to ``fold_NN/eval/iou.csv``, with the per-class means in
+      ``iou_mean.csv``.
+
+    Raises:
+      FileNotFoundError: no checkpoint or no held-out shard.
+    """
+    from sercseg_tf.data import dataset as dataset_lib
+    from sercseg_tf.training import checkpoints, heldout
+
+    _, held_out = dataset_lib.fold_cases(tfrecord_dir, fold)
+    model, _ = checkpoints.restore_model(config, model_dir, fold)
+    result = heldout.evaluate_heldout(model, config,
+                                      heldout.heldout_dataset(tfrecord_dir, held_out))
+    columns = ["case", "frame", "filename", *heldout.IOU_COLUMNS]
+    per_image = pd.DataFrame(result.rows, columns=columns)
+    means = result.class_means()
+    mean_row = pd.DataFrame([{"case": held_out, "frames": len(per_image),
+                              **{c: means[c] for c in heldout.IOU_COLUMNS},
+                              "mean": means["miou"]}])
+    out_dir = fold_dir(model_dir, fold) / "eval"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_csv_atomic(per_image, out_dir / "iou.csv")
+    _write_csv_atomic(mean_row, out_dir / "iou_mean.csv")
+    return per_image
+
+
+def main(argv: list[str]) -> int:
+    """Command-line entry point (absl)."""
+    del argv
+    if FLAGS.fold is None:
+        print("evaluate: --fold is required (the held-out case id)", file=sys.stderr)
+        return 2
+    try:
+        config = config_lib.config_from_flags()
+        per_image = run_evaluation(config, FLAGS.tfrecord_dir, FLAGS.model_dir, FLAGS.fold)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        print(f"evaluate: {e}", file=sys.stderr)
+        return 1
+    out_dir = fold_dir(FLAGS.model_dir, FLAGS.fold) / "eval"
+    print(f"{len(per_image)} frames -> {out_dir / 'iou.csv'}")
+    print(pd.read_csv(out_dir / "iou_mean.csv").to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

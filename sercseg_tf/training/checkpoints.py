@@ -1,0 +1,100 @@
+"""Checkpoints of a fold: `tf.train.Checkpoint` of the Keras 3 model and optimizer.
+
+Keras 3 on the TensorFlow backend: ``tf.train.Checkpoint(model=model)`` does *not*
+reliably reach every model variable. Keras 3 layers track their weights for Keras, not
+for TF's object graph; the trainable weights end up in a checkpoint only through the
+optimizer's variable list, and non-trainable weights of sublayers kept in Python lists
+(e.g. the BatchNorm moving statistics inside the ASPP and decoder blocks) are silently
+left out (verified with Keras 3.15 / TF 2.21). So the checkpoint here tracks the model
+explicitly as ``{variable.path: variable}`` for every weight (`model_variables`), plus
+the optimizer (Adam slots and ``optimizer.iterations``, the global step of a run).
+A restore then fails loudly if a weight is missing, instead of silently keeping its
+initial value.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from sercseg_tf.config import ExperimentConfig, fold_dir
+
+
+def checkpoint_dir(model_dir: str | os.PathLike, fold: int) -> pathlib.Path:
+    """``MODEL_DIR/fold_NN/checkpoints``."""
+    return fold_dir(model_dir, fold) / "checkpoints"
+
+
+def model_variables(model: keras.Model) -> dict[str, tf.Variable]:
+    """Every weight of ``model`` by its unique Keras path (RNG seed states left out).
+
+    Raises:
+      ValueError: two weights share a path (the checkpoint would be ambiguous).
+    """
+    out: dict[str, tf.Variable] = {}
+    for v in model.variables:
+        if "seed_generator" in v.path:  # dropout RNG state, not a weight
+            continue
+        if v.path in out:
+            raise ValueError(f"model {model.name}: two weights share the path {v.path!r}")
+        out[v.path] = v
+    return out
+
+
+def make_checkpoint(model: keras.Model,
+                    optimizer: keras.optimizers.Optimizer | None = None) -> tf.train.Checkpoint:
+    """``tf.train.Checkpoint`` of all model weights (by path) and, if given, the optimizer."""
+    if optimizer is None:
+        return tf.train.Checkpoint(model=model_variables(model))
+    return tf.train.Checkpoint(model=model_variables(model), optimizer=optimizer)
+
+
+def make_optimizer(config: ExperimentConfig) -> keras.optimizers.Optimizer:
+    """Adam (the paper) or SGD with momentum 0.9, constant ``config.learning_rate``."""
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=config.learning_rate)
+    return keras.optimizers.SGD(learning_rate=config.learning_rate, momentum=0.9)
+
+
+def latest_checkpoint(model_dir: str | os.PathLike, fold: int) -> str:
+    """Path prefix of the newest checkpoint of a fold.
+
+    Raises:
+      FileNotFoundError: the fold has no checkpoint yet (train it first).
+    """
+    directory = checkpoint_dir(model_dir, fold)
+    path = tf.train.latest_checkpoint(str(directory))
+    if path is None:
+        raise FileNotFoundError(
+            f"{directory}: no checkpoint; train the fold first "
+            f"(python -m sercseg_tf.train --fold={int(fold)} --model_dir={model_dir})"
+        )
+    return path
+
+
+def restore_model(config: ExperimentConfig, model_dir: str | os.PathLike, fold: int
+                  ) -> tuple[keras.Model, str]:
+    """Builds the config's model and restores the fold's latest checkpoint into it.
+
+    Only model variables are read (the optimizer slots are skipped). Used by
+    `sercseg_tf.evaluate` and `sercseg_tf.export`.
+
+    Returns:
+      ``(model, checkpoint_path)``.
+
+    Raises:
+      FileNotFoundError: no checkpoint for the fold.
+    """
+    from sercseg_tf.training.modeling import build_model
+
+    path = latest_checkpoint(model_dir, fold)
+    model = build_model(config, load_init_weights=False)
+    status = make_checkpoint(model).restore(path)
+    status.expect_partial()
+    status.assert_existing_objects_matched()
+    logging.info("Restored %s", path)
+    return model, path

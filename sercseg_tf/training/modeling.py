@@ -1,0 +1,69 @@
+"""Builds the DeepLabV3+ model of a config (architecture, sync batch norm, ImageNet init)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from absl import logging
+
+from sercseg_tf import labels
+from sercseg_tf.config import ExperimentConfig
+
+
+def build_model(config: ExperimentConfig, load_init_weights: bool = True) -> keras.Model:
+    """Builds `deeplab.build_deeplab` for ``config`` and applies its initialisation.
+
+    Call inside ``strategy.scope()`` when training. With ``config.sync_batchnorm`` every
+    BatchNormalization layer computes its training-mode statistics over the *global*
+    batch (Keras 3 ``synchronized=True``: an all-reduce of sums across replicas, as
+    deeplab2's SyncBatchNormalization), so a global batch of 4 normalises the same way on
+    one device or on four; on one replica it is plain batch norm.
+
+    Args:
+      config: the experiment config (output_stride, aspp_dropout, decoder_separable,
+        sync_batchnorm, init_checkpoint).
+      load_init_weights: load ``config.init_checkpoint`` into the backbone (training);
+        False when the weights come from a checkpoint anyway (evaluation, export).
+
+    Returns:
+      The Keras model (logits at input size).
+
+    Raises:
+      FileNotFoundError: ``init_checkpoint`` names a file that does not exist.
+    """
+    from sercseg_tf.model import deeplab, init  # MODEL's modules, imported lazily.
+
+    model = deeplab.build_deeplab(
+        num_classes=labels.NUM_CLASSES,
+        output_stride=config.output_stride,
+        aspp_dropout=config.aspp_dropout,
+        decoder_separable=config.decoder_separable,
+    )
+    if config.sync_batchnorm:
+        for layer in _all_layers(model):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.synchronized = True
+    if load_init_weights:
+        path = config.init_checkpoint_path
+        loaded = init.load_imagenet_weights(model, path)
+        if path:
+            logging.info("ImageNet init: %d layers loaded from %s", loaded, path)
+        else:
+            logging.info("Random initialisation (init_checkpoint=%r)", config.init_checkpoint)
+    return model
+
+
+def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer of a (possibly nested) Keras model, depth first."""
+    out = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):  # noqa: SLF001
+        out.append(layer)
+    return out
+
+
+def count_params(model: keras.Model) -> dict[str, int]:
+    """Trainable / non-trainable / total parameter counts."""
+    trainable = int(sum(np.prod(v.shape) for v in model.trainable_variables))
+    non_trainable = int(sum(np.prod(v.shape) for v in model.non_trainable_variables))
+    return {"trainable": trainable, "non_trainable": non_trainable,
+            "total": trainable + non_trainable}

@@ -1,0 +1,111 @@
+"""Tests of held-out evaluation (per-image IoU CSVs) and SavedModel export."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sercseg_tf.config import ExperimentConfig
+
+FOLD = 2  # tiny_tfrecord_dir holds cases 1..3; case 2 has 2 frames of 480x640
+CONFIG = ExperimentConfig().replace(
+    output_stride=32, image_scale=0.125, init_checkpoint="none", batch_size=2)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A fold-2 checkpoint of a random model with non-trivial BN statistics and logits."""
+    import keras
+    import tensorflow as tf
+
+    from sercseg_tf.training import checkpoints, modeling
+
+    out = tmp_path_factory.mktemp("runs")
+    model = modeling.build_model(CONFIG)
+    # BN moving statistics set to the statistics of one frame-sized batch (momentum 0),
+    # so inference activations are normalised and the prediction varies over the frame.
+    bns = [la for la in model._flatten_layers() if isinstance(la, keras.layers.BatchNormalization)]
+    for layer in bns:
+        layer.momentum = 0.0
+    rng = np.random.default_rng(0)
+    model(rng.normal(0, 60, (1, 65, 97, 3)).astype("float32"), training=True)
+    for layer in bns:
+        layer.momentum = 0.99
+    manager = tf.train.CheckpointManager(checkpoints.make_checkpoint(model),
+                                         str(checkpoints.checkpoint_dir(out, FOLD)), 1)
+    manager.save(checkpoint_number=3)
+    return out
+
+
+def _heldout_frames(tfrecord_dir):
+    from sercseg_tf.training import heldout
+
+    return [s for s in heldout.heldout_dataset(tfrecord_dir, FOLD)]
+
+
+def test_evaluation_writes_per_image_and_mean_iou(tiny_tfrecord_dir, model_dir):
+    from sercseg_tf import evaluate, metrics
+    from sercseg_tf.model import inference
+    from sercseg_tf.training import checkpoints
+
+    df = evaluate.run_evaluation(CONFIG, tiny_tfrecord_dir, model_dir, FOLD)
+    assert list(df.columns) == ["case", "frame", "filename", "oocyte", "serc", "needle"]
+    assert len(df) == 2 and set(df["case"]) == {FOLD}
+    eval_dir = model_dir / "fold_02" / "eval"
+    on_disk = pd.read_csv(eval_dir / "iou.csv")
+    pd.testing.assert_frame_equal(on_disk, df, check_exact=False, atol=1e-6)
+    mean = pd.read_csv(eval_dir / "iou_mean.csv")
+    assert len(mean) == 1 and int(mean.loc[0, "case"]) == FOLD
+    for name in ("oocyte", "serc", "needle"):
+        expected = df[name].mean(skipna=True)
+        assert (math.isnan(expected) and math.isnan(mean.loc[0, name])) or \
+            mean.loc[0, name] == pytest.approx(expected, abs=1e-6)
+
+    # Independent recomputation: full-resolution predictions of the restored model.
+    model, _ = checkpoints.restore_model(CONFIG, model_dir, FOLD)
+    for row, sample in zip(df.itertuples(), _heldout_frames(tiny_tfrecord_dir), strict=True):
+        assert row.filename == sample["filename"].numpy()[0].decode()
+        logits = inference.predict_logits(model, sample["image"], CONFIG.image_scale,
+                                          CONFIG.output_stride)
+        assert logits.shape[1:3] == (480, 640)
+        pred = np.argmax(logits.numpy()[0], -1)
+        ious = metrics.per_class_iou(pred, sample["label"].numpy()[0, ..., 0])
+        np.testing.assert_allclose([row.oocyte, row.serc, row.needle],
+                                   [ious[1], ious[2], ious[3]], atol=1e-6)
+
+
+def test_evaluation_without_checkpoint_is_a_clear_error(tiny_tfrecord_dir, tmp_path):
+    from sercseg_tf import evaluate
+
+    with pytest.raises(FileNotFoundError, match="no checkpoint; train the fold first"):
+        evaluate.run_evaluation(CONFIG, tiny_tfrecord_dir, tmp_path, FOLD)
+
+
+def test_exported_model_matches_the_restored_checkpoint(tiny_tfrecord_dir, model_dir):
+    from sercseg_tf import export, labels
+    from sercseg_tf.model import inference
+    from sercseg_tf.training import checkpoints
+
+    path = export.run_export(CONFIG, model_dir, FOLD)
+    assert path == model_dir / "fold_02" / "export"
+    assert (path / "saved_model.pb").is_file()
+    assert not list((model_dir / "fold_02").glob(".export*"))  # nothing half-written left
+    serve = inference.load_serving_fn(path)
+    model, _ = checkpoints.restore_model(CONFIG, model_dir, FOLD)
+    frames = np.concatenate([s["image"].numpy() for s in _heldout_frames(tiny_tfrecord_dir)])
+    out = serve(frames)
+    logits = inference.predict_logits(model, frames, CONFIG.image_scale, CONFIG.output_stride)
+    probs = logits.numpy()
+    probs = np.exp(probs - probs.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    np.testing.assert_allclose(out[labels.SERVING_PROBS].numpy(), probs, atol=1e-5)
+    pred = out[labels.SERVING_PRED].numpy()
+    assert pred.shape == (2, 480, 640) and len(np.unique(pred)) > 1
+    # Same class wherever the decision is not a float tie (top-2 logit margin > 1e-4).
+    top2 = np.sort(logits.numpy(), -1)[..., -2:]
+    decided = (top2[..., 1] - top2[..., 0]) > 1e-4
+    assert decided.mean() > 0.99
+    np.testing.assert_array_equal(pred[decided], np.argmax(logits.numpy(), -1)[decided])

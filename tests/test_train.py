@@ -1,0 +1,247 @@
+"""Tests of the custom training loop: loss, distribution, checkpoints/resume, summaries."""
+
+from __future__ import annotations
+
+import csv
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from sercseg_tf.config import ExperimentConfig
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+FOLD = 2  # tiny_tfrecord_dir holds cases 1..3
+
+# 480x640 synthetic frames at image_scale 0.125 -> 60x80; crops OS*k+1 at OS 32.
+TINY = dict(
+    output_stride=32, image_scale=0.125, crop_height=33, crop_width=49, batch_size=2,
+    num_steps=2, init_checkpoint="none", learning_rate=1e-3, min_scale=0.75,
+    max_scale=1.25, shuffle_buffer=8, log_every_steps=1, save_checkpoints_steps=1,
+    keep_checkpoint_max=10, eval_every_steps=2, num_summary_images=1,
+)
+
+
+def tiny_config(**changes) -> ExperimentConfig:
+    return ExperimentConfig().replace(**{**TINY, **changes})
+
+
+def test_masked_cross_entropy_excludes_ignore_pixels():
+    import tensorflow as tf
+
+    from sercseg_tf.training.loop import masked_cross_entropy_sums
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2, 3, 4, 4)).astype(np.float32)
+    label = rng.integers(0, 4, (2, 3, 4)).astype(np.int32)
+    label[0, 0, :] = 255
+    ce_sum, count = masked_cross_entropy_sums(tf.constant(label), tf.constant(logits))
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    valid = label != 255
+    expected = -np.take_along_axis(log_p, np.where(valid, label, 0)[..., None], -1)[..., 0]
+    assert float(count) == valid.sum() == 20
+    np.testing.assert_allclose(float(ce_sum), expected[valid].sum(), rtol=1e-5)
+
+
+# Runs in a fresh interpreter: logical CPU devices must be configured before TF starts.
+_MIRRORED_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    import numpy as np
+    from sercseg_tf.training import distribute, loop
+
+    rng = np.random.default_rng(0)
+    images = rng.normal(0, 1, (2, 17, 21, 3)).astype(np.float32)
+    label = rng.integers(0, 4, (2, 17, 21)).astype(np.int32)
+    label[0, :9] = 255  # unequal valid-pixel counts per replica: the global count matters
+    label[1, :, :2] = 255
+
+    def tiny_model():
+        x = keras.Input((None, None, 3))
+        y = keras.layers.Conv2D(8, 3, padding="same", use_bias=False, name="c1")(x)
+        y = keras.layers.BatchNormalization(synchronized=True, name="bn")(y)
+        y = keras.layers.ReLU()(y)
+        return keras.Model(x, keras.layers.Conv2D(4, 1, name="logits")(y))
+
+    def one_step(strategy, optimizer_name):
+        keras.utils.set_random_seed(0)
+        with strategy.scope():
+            model = tiny_model()
+            opt = (keras.optimizers.SGD(0.5) if optimizer_name == "sgd"
+                   else keras.optimizers.Adam(1e-3))
+            opt.build(model.trainable_variables)
+        ds = tf.data.Dataset.from_tensors((images, label)).repeat()
+        it = iter(strategy.experimental_distribute_dataset(ds))
+        loss = float(loop.make_train_step(strategy, model, opt)(it))
+        return {"replicas": strategy.num_replicas_in_sync, "loss": loss,
+                "iterations": int(opt.iterations.numpy()),
+                "weights": [np.asarray(v.numpy()).tolist() for v in model.variables]}
+
+    out = {}
+    for name in ("sgd", "adam"):
+        out[name] = [one_step(distribute.create_strategy(s), name)
+                     for s in ("one_device", "mirrored")]
+    json.dump(out, sys.stdout)
+""")
+
+
+def test_mirrored_two_replicas_equals_one_device():
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, "-c", _MIRRORED_SCRIPT], capture_output=True,
+                          text=True, env=env, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name in ("sgd", "adam"):
+        one, mirrored = out[name]
+        assert (one["replicas"], mirrored["replicas"]) == (1, 2)
+        assert one["iterations"] == mirrored["iterations"] == 1
+        # Same global batch -> same global loss (sum CE / global #valid pixels) ...
+        np.testing.assert_allclose(mirrored["loss"], one["loss"], rtol=1e-5)
+        # ... and the same update: kernels, BN gamma/beta and (synchronized) moving stats.
+        for a, b in zip(one["weights"], mirrored["weights"], strict=True):
+            np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-4, atol=1e-5)
+
+
+def test_checkpoint_restores_model_and_optimizer_exactly(tmp_path):
+    import keras
+
+    from sercseg_tf.training import checkpoints, modeling
+
+    def weights(m):
+        return [keras.ops.convert_to_numpy(v) for v in m.variables
+                if "seed_generator" not in v.path]
+
+    cfg = tiny_config()
+    rng = np.random.default_rng(1)
+    model = modeling.build_model(cfg)
+    opt = checkpoints.make_optimizer(cfg)
+    opt.build(model.trainable_variables)
+    for v in [*model.variables, *opt.variables]:
+        if "float" in str(v.dtype):  # every weight, BN statistic and Adam slot
+            v.assign(rng.normal(size=v.shape).astype("float32"))
+    opt.iterations.assign(7)
+    path = checkpoints.make_checkpoint(model, opt).save(str(tmp_path / "ckpt"))
+
+    model2 = modeling.build_model(cfg)
+    opt2 = checkpoints.make_optimizer(cfg)
+    opt2.build(model2.trainable_variables)
+    checkpoints.make_checkpoint(model2, opt2).restore(path).assert_consumed()
+    assert int(opt2.iterations.numpy()) == 7
+    assert len(weights(model2)) == len(weights(model)) > 300
+    for a, b in zip(weights(model), weights(model2), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(opt.variables, opt2.variables, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a),
+                                      keras.ops.convert_to_numpy(b))
+    # Model-only restore (evaluate / export) reaches every weight, BN statistics of the
+    # ASPP / decoder sublayers included (plain tf.train.Checkpoint(model=...) misses them).
+    for v in model2.variables:
+        if "float" in str(v.dtype):
+            v.assign(np.zeros(v.shape, "float32"))
+    checkpoints.make_checkpoint(model2).restore(path).assert_existing_objects_matched()
+    for a, b in zip(weights(model), weights(model2), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # Training-time BatchNorm uses global-batch statistics (sync) when configured.
+    bn = [la for la in model._flatten_layers() if isinstance(la, keras.layers.BatchNormalization)]
+    assert len(bn) > 50 and all(la.synchronized for la in bn)
+
+
+def _read_events(event_dir: pathlib.Path) -> dict[str, list]:
+    """{tag: [(step, value proto), ...]} from the event files of a folder."""
+    import tensorflow as tf
+
+    tags: dict[str, list] = {}
+    for path in sorted(event_dir.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append((int(event.step), value))
+    return tags
+
+
+def _csv_rows(path: pathlib.Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def trained_runs(tiny_tfrecord_dir, tmp_path_factory):
+    """Fold 2, num_steps 4 with a Ctrl-C after step 2; then the same command again."""
+    from sercseg_tf import train
+    from sercseg_tf.training import loop
+
+    model_dir = tmp_path_factory.mktemp("runs")
+
+    def interrupt_after_step_2(step: int) -> None:
+        if step == 2:
+            raise KeyboardInterrupt
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(loop, "_on_step_end", interrupt_after_step_2)
+    with pytest.raises(KeyboardInterrupt):
+        train.run_training(tiny_config(num_steps=4), tiny_tfrecord_dir, model_dir, FOLD,
+                           strategy="one_device")
+    mp.undo()
+    ckpt_dir = model_dir / "fold_02" / "checkpoints"
+    ckpt_after_interrupt = sorted(p.name for p in ckpt_dir.glob("ckpt-*.index"))
+    resumed = train.run_training(tiny_config(num_steps=4), tiny_tfrecord_dir, model_dir, FOLD)
+    return model_dir, ckpt_after_interrupt, resumed
+
+
+def test_ctrl_c_saves_and_rerun_resumes_at_the_saved_step(trained_runs):
+    model_dir, ckpt_after_interrupt, resumed = trained_runs
+    assert ckpt_after_interrupt == ["ckpt-1.index", "ckpt-2.index"]
+    # Restarted at the checkpoint's optimizer.iterations, ran to num_steps.
+    assert (resumed["start_step"], resumed["final_step"]) == (2, 4)
+    assert resumed["strategy"] == "auto" and resumed["num_replicas"] == 1
+    assert np.isfinite(resumed["final_loss"]) and resumed["num_params"] > 20_000_000
+    for key in ("iou_oocyte", "iou_serc", "iou_needle", "miou", "eval_loss"):
+        assert key in resumed
+    ckpts = {p.name for p in (model_dir / "fold_02" / "checkpoints").glob("ckpt-*.index")}
+    assert {"ckpt-2.index", "ckpt-3.index", "ckpt-4.index"} <= ckpts
+    assert (model_dir / "fold_02" / "config.yaml").is_file()
+
+
+def test_history_csvs_have_each_step_once(trained_runs):
+    model_dir = trained_runs[0]
+    train_rows = _csv_rows(model_dir / "fold_02" / "train" / "history.csv")
+    assert [int(r["step"]) for r in train_rows] == [1, 2, 3, 4]
+    assert all(np.isfinite(float(r["loss"])) for r in train_rows)
+    eval_rows = _csv_rows(model_dir / "fold_02" / "eval" / "history.csv")
+    assert [int(r["step"]) for r in eval_rows] == [2, 4]
+    assert set(eval_rows[0]) == {"step", "loss", "iou_oocyte", "iou_serc", "iou_needle", "miou"}
+
+
+def test_tensorboard_tags(trained_runs):
+    model_dir = trained_runs[0]
+    import tensorflow as tf
+
+    train_tags = _read_events(model_dir / "fold_02" / "train")
+    for tag in ("train/loss", "train/learning_rate", "train/steps_per_sec"):
+        assert tag in train_tags, train_tags.keys()
+        assert train_tags[tag][0][1].metadata.plugin_data.plugin_name == "scalars"
+    assert sorted({s for s, _ in train_tags["train/loss"]}) == [1, 2, 3, 4]
+    lr = tf.make_ndarray(train_tags["train/learning_rate"][-1][1].tensor)
+    assert float(lr) == pytest.approx(TINY["learning_rate"])
+    eval_tags = _read_events(model_dir / "fold_02" / "eval")
+    for tag in ("eval/loss", "eval/iou_oocyte", "eval/iou_serc", "eval/iou_needle",
+                "eval/miou", "eval/overlays"):
+        assert tag in eval_tags, eval_tags.keys()
+    assert sorted({s for s, _ in eval_tags["eval/miou"]}) == [2, 4]
+    # Overlay panel: [input | ground truth | prediction] of a full 480x640 held-out frame.
+    step, value = eval_tags["eval/overlays"][-1]
+    blobs = tf.make_ndarray(value.tensor)
+    assert value.metadata.plugin_data.plugin_name == "images"
+    assert (int(blobs[0]), int(blobs[1])) == (3 * 640, 480)
+    panel = tf.io.decode_png(blobs[2]).numpy()
+    assert panel.shape == (480, 3 * 640, 3)
+    assert np.abs(panel[:, 640:1280].astype(int) - panel[:, :640]).sum() > 0  # GT coloured

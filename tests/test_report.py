@@ -197,6 +197,19 @@ def test_figures_written_and_index_links_everything(built):
     assert built.folds_reported == [1, 3]
 
 
+def test_figure6_without_automatic_tip(run_dir, tmp_path):
+    from sercseg_tf.reporting import figures
+
+    frames = pd.read_csv(layout.frames_csv(run_dir, 1))
+    frames["case"] = 1
+    frames[["auto_tip_x", "auto_tip_y", "tip_error_px"]] = np.nan
+    out = figures.figure6_case(frames, layout.predict_dir(run_dir, 1), tmp_path / "f6.png")
+    assert out is not None and out.stat().st_size > 1000
+    frames[["manual_tip_x", "manual_tip_y"]] = np.nan
+    assert figures.figure6_case(frames, layout.predict_dir(run_dir, 1),
+                                tmp_path / "none.png") is None
+
+
 def test_learning_curve_averages_folds(built):
     curve = pd.read_csv(built.output_dir / "learning_curve.csv", index_col=0)
     # Fold 1 losses 3, 2, 1.5 and fold 3 losses 5, 4, 3.5 at steps 0, 10, 20.

@@ -197,14 +197,24 @@ def figure4_case(frames_case: pd.DataFrame, fold_predict_dir: pathlib.Path,
 
 def figure6_case(frames_case: pd.DataFrame, fold_predict_dir: pathlib.Path,
                  path: pathlib.Path) -> pathlib.Path | None:
-    """Figure 6 style needle-tip close-up of the case's frame with the largest tip error."""
+    """Figure 6 style needle-tip close-up of one case.
+
+    Shows the frame with the largest manual-to-automatic tip error; if no frame has an
+    automatic tip (the model found no needle), the middle frame with a manual tip, with
+    the missing automatic tip stated in the title. None without any manual tip.
+    """
     need = ["manual_tip_x", "manual_tip_y", "auto_tip_x", "auto_tip_y", "tip_error_px"]
     if any(c not in frames_case for c in [*need, *_FILE_COLUMNS]):
         return None
-    have = frames_case.dropna(subset=[*need, "image_file", "manual_file", "auto_file"])
-    if have.empty:
-        return None
-    row = have.loc[have["tip_error_px"].astype(float).idxmax()]
+    files = list(_FILE_COLUMNS)
+    both = frames_case.dropna(subset=[*need, *files])
+    if not both.empty:
+        row = both.loc[both["tip_error_px"].astype(float).idxmax()]
+    else:
+        manual_only = frames_case.dropna(subset=["manual_tip_x", "manual_tip_y", *files])
+        if manual_only.empty:
+            return None
+        row = _pick_middle(manual_only)
     try:
         img = _read(fold_predict_dir / row["image_file"])
         man = _read(fold_predict_dir / row["manual_file"])
@@ -214,8 +224,10 @@ def figure6_case(frames_case: pd.DataFrame, fold_predict_dir: pathlib.Path,
     h, w = man.shape[:2]
     mx, my = float(row["manual_tip_x"]), float(row["manual_tip_y"])
     ax_, ay_ = float(row["auto_tip_x"]), float(row["auto_tip_y"])
-    cx, cy = (mx + ax_) / 2, (my + ay_) / 2
-    half = max(TIP_CROP_HALF, int(np.ceil(np.hypot(mx - ax_, my - ay_) / 2)) + 16)
+    has_auto = np.isfinite(ax_) and np.isfinite(ay_)
+    cx, cy = ((mx + ax_) / 2, (my + ay_) / 2) if has_auto else (mx, my)
+    dist = np.hypot(mx - ax_, my - ay_) if has_auto else 0.0
+    half = max(TIP_CROP_HALF, int(np.ceil(dist / 2)) + 16)
     x0, x1 = int(max(0, cx - half)), int(min(w, cx + half))
     y0, y1 = int(max(0, cy - half)), int(min(h, cy + half))
     needle = labels.NEEDLE
@@ -233,13 +245,16 @@ def figure6_case(frames_case: pd.DataFrame, fold_predict_dir: pathlib.Path,
         ax.imshow(im[y0:y1, x0:x1], extent=(x0 - 0.5, x1 - 0.5, y1 - 0.5, y0 - 0.5),
                   interpolation="nearest")
         ax.plot([mx], [my], "+", color="lime", markersize=14, mew=2.5, label="manual tip")
-        ax.plot([ax_], [ay_], "o", color="red", markersize=6, label="automatic tip")
+        if has_auto:
+            ax.plot([ax_], [ay_], "o", color="red", markersize=6, label="automatic tip")
         ax.set_title(title)
         ax.set_xticks([])
         ax.set_yticks([])
     axes[0].legend(loc="lower left", fontsize=8)
+    detail = (f"tip error {float(row['tip_error_px']):.1f} px" if has_auto
+              else "no automatic tip (no needle pixels predicted)")
     fig.suptitle(f"Figure 6 style (ours): case {int(row['case'])}, frame {int(row['frame'])}"
-                 f" — tip error {float(row['tip_error_px']):.1f} px")
+                 f" — {detail}")
     return _save(fig, path)
 
 

@@ -260,7 +260,7 @@ def figure6_case(frames_case: pd.DataFrame, fold_predict_dir: pathlib.Path,
 
 def bland_altman_plot(frames: pd.DataFrame, path: pathlib.Path) -> pathlib.Path | None:
     """Bland-Altman plots of f1..f4 (points coloured by case). None if nothing to plot."""
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8), layout="constrained")
     plotted = False
     cases = sorted(frames["case"].unique()) if len(frames) else []
     cmap = plt.get_cmap("tab20")
@@ -296,7 +296,7 @@ def bland_altman_plot(frames: pd.DataFrame, path: pathlib.Path) -> pathlib.Path 
 
 def scatter_plot(frames: pd.DataFrame, path: pathlib.Path) -> pathlib.Path | None:
     """Automatic against manual value per feature with the identity line."""
-    fig, axes = plt.subplots(1, 4, figsize=(16, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4), layout="constrained")
     plotted = False
     for ax, f in zip(axes, layout.FEATURES, strict=True):
         a = frames[f"auto_{f}"].to_numpy(np.float64)

@@ -18,8 +18,9 @@ folder name without extension; ``_2``, ``_3`` ... appended on clashes) it writes
 
 Videos are sampled one frame every ``--every_seconds`` by timestamp (as the paper took
 one frame per second). Frames go through the SavedModel's ``serving_default`` in batches
-of ``--batch_size`` (consecutive frames of the same size). ``features.csv`` columns: input,
-source, frame, time_s, f1..f4, S_s, L_s, S_s_contour, S_o, oocyte_cx, oocyte_cy, tip_x,
+of ``--batch_size`` (consecutive frames of the same size). ``features.csv`` columns: video
+(the INPUT as given: video, image or folder), source (the file the frame came from),
+frame, time_s (NaN for images), f1..f4, S_s, L_s, S_s_contour, S_o, oocyte_cx, oocyte_cy, tip_x,
 tip_y, needle_entry_side, n_serc_clusters, ..., area_oocyte, area_serc, area_needle
 (pixel counts per class), nan_reasons (why a feature is NaN).
 
@@ -239,7 +240,7 @@ def process_input(serving_fn: Callable, path: str | os.PathLike, out_dir: pathli
     def overlays() -> Iterator[np.ndarray]:
         for frame, pred in batched_predictions(serving_fn, bar, batch_size):
             _save_png(tmp / LABELS_SUBDIR / f"{frame.name}.png", pred)
-            rows.append({"input": str(path), "source": frame.source, "frame": frame.index,
+            rows.append({"video": str(path), "source": frame.source, "frame": frame.index,
                          "time_s": frame.time_s, **feature_row(pred)})
             ov = colour_overlay(frame.image, pred)
             if ov.shape[:2] != size[0]:

@@ -70,7 +70,7 @@ def test_cli_processes_good_inputs_and_reports_corrupt_one(saved_model, inputs, 
     assert any(line.startswith(str(inputs["folder"] / "c.png")) for line in err.splitlines())
     df = pd.read_csv(out / "features.csv")
     assert len(df) == 3 + 2  # 3 video frames + 2 readable images
-    vid = df[df["input"] == str(inputs["video"])]
+    vid = df[df["video"] == str(inputs["video"])]
     assert list(vid["frame"]) == [0, 1, 2]
     np.testing.assert_allclose(vid["time_s"], [0.0, 1.0, 2.0])
     for col in ("f1", "f2", "f3", "f4", "S_s", "S_o", "tip_x", "tip_y", "area_oocyte",

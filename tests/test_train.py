@@ -12,7 +12,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from sercseg_tf.config import ExperimentConfig
+from sercseg_tf.config import CONFIG_FIELDS, ExperimentConfig
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FOLD = 2  # tiny_tfrecord_dir holds cases 1..3
@@ -245,3 +245,16 @@ def test_tensorboard_tags(trained_runs):
     panel = tf.io.decode_png(blobs[2]).numpy()
     assert panel.shape == (480, 3 * 640, 3)
     assert np.abs(panel[:, 640:1280].astype(int) - panel[:, :640]).sum() > 0  # GT coloured
+
+
+def test_cli_bad_config_is_one_clear_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("batch_size: 4\nlearnig_rate: 0.1\n")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-m", "sercseg_tf.train", "--fold=2",
+                           f"--config={bad}", f"--model_dir={tmp_path / 'runs'}"],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"train: {bad}: unknown key 'learnig_rate' (known keys: " + \
+        ", ".join(CONFIG_FIELDS) + ")"
+    assert not (tmp_path / "runs").exists()  # nothing written

@@ -169,10 +169,12 @@ def build_report(model_dir: str | os.PathLike, output_dir: str | os.PathLike | N
                 "Relative error (eq. 5) = |A − M| / |M| × 100 per frame; AVG = mean and "
                 "SD = sample SD over the frames of a case; AVG row = mean of case rows.",
                 f"Frames with a NaN feature (missing region) or |M| ≤ floor ({floor}; "
-                f"f3, f4 in px) are left out; left out for the floor: {excluded or 'n/a'}."]
+                f"f3, f4 in px) are left out; left out for the floor: {excluded or 'n/a'}. "
+                "— = not run, or no frame with both values (e.g. no needle predicted); "
+                "frames used per case: fK_n in the CSV."]
     t2_notes = [*notes, "IoU per frame and class, a class absent from both masks left out; "
                 "mean over frames of a case; Average column = mean of the class means; "
-                "AVG row = mean of case rows."]
+                "AVG row = mean of case rows; — = not run / no value."]
     ag_notes = [*notes, "Pooled over all held-out frames with both values; the paper reports "
                 "none of these. Bias and limits: A − M, bias ± 1.96 SD (Bland–Altman). "
                 "ICC(2,1): two-way random, absolute agreement, single measure. "
@@ -224,8 +226,9 @@ def build_report(model_dir: str | os.PathLike, output_dir: str | os.PathLike | N
         if p6:
             files.append(p6)
             fig_files["fig6"].append((f"{FIGURES_SUBDIR}/{p6.name}",
-                                      f"Case {int(case)}: needle tip, frame with the largest "
-                                      "tip error (green + manual, red dot automatic)."))
+                                      f"Case {int(case)}: needle tip of the frame with the "
+                                      "largest tip error, or the middle frame if no automatic "
+                                      "tip (green + manual, red dot automatic)."))
     for name, fn, cap in (("bland_altman.png", figures.bland_altman_plot,
                            "Bland–Altman plots of f1–f4."),
                           ("scatter_auto_vs_manual.png", figures.scatter_plot,

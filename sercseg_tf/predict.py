@@ -7,7 +7,8 @@ Usage::
 
 INPUT is a video (.wmv, .avi, .mp4), an image (.png, .jpg, .jpeg, .bmp, .tif, .tiff) or a
 folder of images (not recursive, sorted by name). For every input ``NAME`` (its file or
-folder name without extension; ``_2``, ``_3`` ... appended on clashes) it writes::
+folder name without extension, or ``caseNN`` for a video inside a ``caseNN`` folder;
+``_2``, ``_3`` ... appended on clashes) it writes::
 
   DIR/NAME/labels/frame_NNNN.png   class label map per frame (0 background, 1 oocyte,
                                    2 sERC, 3 needle); image inputs keep the image's stem
@@ -309,9 +310,17 @@ def run_predict(saved_model: str | os.PathLike, inputs: Sequence[str | os.PathLi
         failures[item] = reason
         print(reason, file=sys.stderr, flush=True)
 
+    from sercseg_tf.data import video
+
     for path in inputs:
         p = pathlib.Path(path)
-        name = _unique_name(p.name if p.is_dir() else p.stem, used)
+        if p.is_dir():
+            stem = p.name
+        elif p.suffix.lower() in VIDEO_EXTENSIONS:
+            stem = video.video_case_name(p)  # .../case08/video.wmv -> case08
+        else:
+            stem = p.stem
+        name = _unique_name(stem, used)
         try:
             rows += process_input(serving_fn, path, out, name, every_seconds, batch_size,
                                   progress, on_skip=skip)

@@ -43,7 +43,8 @@ def inputs(tmp_path_factory) -> dict[str, pathlib.Path]:
     from sercseg_tf.data import video
 
     root = tmp_path_factory.mktemp("inputs")
-    vid = root / "clip.avi"
+    (root / "case7").mkdir()
+    vid = root / "case7" / "video.avi"
     # 2.5 s at 8 fps -> frames at t = 0, 1, 2 s with --every_seconds 1.
     video.write_video(vid, (_frame(i) for i in range(20)), fps=8, size_hw=(H, W))
     folder = root / "stills"
@@ -77,8 +78,8 @@ def test_cli_processes_good_inputs_and_reports_corrupt_one(saved_model, inputs, 
                 "area_serc", "area_needle", "nan_reasons"):
         assert col in df.columns
     for i in range(3):
-        assert (out / "clip" / "labels" / f"frame_{i:04d}.png").is_file()
-    assert (out / "clip" / "overlay.mp4").stat().st_size > 0
+        assert (out / "case07" / "labels" / f"frame_{i:04d}.png").is_file()
+    assert (out / "case07" / "overlay.mp4").stat().st_size > 0
     assert (out / "stills" / "labels" / "a.png").is_file()
     assert (out / "stills" / "labels" / "b.png").is_file()
     assert (out / "stills" / "overlay.mp4").stat().st_size > 0

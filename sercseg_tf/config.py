@@ -52,6 +52,10 @@ class ExperimentConfig:
         True, "Batch-norm statistics over the global batch across replicas (deeplab2's "
         "SyncBatchNormalization); no effect on one device."
     )
+    bn_momentum: float = _field(
+        0.99, "BatchNorm moving-average momentum, Keras convention moving = m*moving + "
+        "(1-m)*batch (deeplab2: 0.99). Short runs need less, e.g. 0.9."
+    )
     init_checkpoint: str = _field(
         "~/.keras/models/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
         "Keras Applications ResNet-50 ImageNet weights (.h5) for the backbone; "
@@ -172,6 +176,8 @@ def _validate(cfg: ExperimentConfig, source: str) -> None:
         raise bad("scale_step", "must be >= 0")
     if cfg.min_scale > cfg.max_scale:
         raise bad("min_scale", f"must be <= max_scale ({cfg.max_scale})")
+    if not 0.0 <= cfg.bn_momentum < 1.0:
+        raise bad("bn_momentum", "must be in [0, 1)")
     if not 0.0 <= cfg.aspp_dropout < 1.0:
         raise bad("aspp_dropout", "must be in [0, 1)")
     if cfg.optimizer not in ("adam", "sgd"):

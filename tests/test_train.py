@@ -22,11 +22,12 @@ TINY = dict(
     output_stride=32, image_scale=0.125, crop_height=33, crop_width=49, batch_size=2,
     num_steps=2, init_checkpoint="none", learning_rate=1e-3, min_scale=0.75,
     max_scale=1.25, shuffle_buffer=8, log_every_steps=1, save_checkpoints_steps=1,
-    keep_checkpoint_max=10, eval_every_steps=2, num_summary_images=1,
+    keep_checkpoint_max=10, eval_every_steps=2, num_summary_images=1, bn_momentum=0.9,
 )
 
 
 def tiny_config(**changes) -> ExperimentConfig:
+    """TINY settings (+ changes), with a BN momentum other than Keras' default."""
     return ExperimentConfig().replace(**{**TINY, **changes})
 
 
@@ -154,6 +155,7 @@ def test_checkpoint_restores_model_and_optimizer_exactly(tmp_path):
     # Training-time BatchNorm uses global-batch statistics (sync) when configured.
     bn = [la for la in model._flatten_layers() if isinstance(la, keras.layers.BatchNormalization)]
     assert len(bn) > 50 and all(la.synchronized for la in bn)
+    assert all(la.momentum == cfg.bn_momentum for la in bn)
 
 
 def _read_events(event_dir: pathlib.Path) -> dict[str, list]:

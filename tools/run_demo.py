@@ -1,0 +1,101 @@
+"""The `make demo` job: synthetic ICSI cases -> TFRecords -> fold 5 -> IoU next to the paper.
+
+Runs each stage as the command a user would type, so the demo doubles as a worked
+example. Stages that are already complete are skipped (synthetic data and TFRecords
+are reused, training resumes from its last checkpoint), so a second `make demo` is fast.
+
+Usage:
+    python tools/run_demo.py [--data_dir data] [--model_dir runs/demo] [--fold 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from sercseg_tf import labels, paper_values  # noqa: E402
+
+
+def _run(argv: list[str]) -> None:
+    """Runs one pipeline command from the repository root, echoing it; exits on failure."""
+    print(f"\n$ {shlex.join(argv)}", flush=True)
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, *argv], cwd=REPO)
+    if result.returncode != 0:
+        sys.exit(f"demo: command failed with exit code {result.returncode}: {shlex.join(argv)}")
+    print(f"  ({time.monotonic() - start:.0f} s)", flush=True)
+
+
+def _print_iou_table(iou_mean_csv: Path, fold: int) -> None:
+    """Prints the held-out IoU per class next to the paper's row for the same case."""
+    import pandas as pd
+
+    ours = pd.read_csv(iou_mean_csv).iloc[0]
+    paper = paper_values.TABLE2_IOU[fold]
+    names = [labels.CLASS_NAMES[c] for c in labels.EVAL_CLASSES]
+    header = ["", *[labels.CLASS_DISPLAY_NAMES[c] for c in labels.EVAL_CLASSES], "Average"]
+    ours_row = [float(ours[n]) for n in names]
+    paper_row = [paper[n] for n in names]
+    rows = [
+        (f"Case {fold} paper (clinical data)", paper_row + [paper["average"]]),
+        (f"Case {fold} ours (synthetic data)", ours_row + [sum(ours_row) / len(ours_row)]),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"\nHeld-out IoU, fold {fold} (paper Table 2 row vs this run)")
+    print(f"{header[0]:<{width}}  " + "  ".join(f"{h:>8}" for h in header[1:]))
+    for name, values in rows:
+        print(f"{name:<{width}}  " + "  ".join(f"{v:8.2f}" for v in values))
+
+
+def main() -> None:
+    """Runs the demo pipeline end to end."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data_dir", default="data", help="Synthetic cases and TFRecords.")
+    parser.add_argument("--model_dir", default="runs/demo", help="Training run directory.")
+    parser.add_argument("--config", default="configs/demo.yaml", help="Experiment config.")
+    parser.add_argument("--fold", type=int, default=5, help="Held-out case.")
+    args = parser.parse_args()
+
+    synthetic_dir = Path(args.data_dir) / "synthetic"
+    tfrecord_dir = Path(args.data_dir) / "tfrecords"
+    total = time.monotonic()
+
+    last_case = synthetic_dir / labels.case_name(len(labels.PAPER_FRAMES_PER_CASE))
+    if (last_case / "ground_truth.json").exists():
+        print(f"Synthetic cases already in {synthetic_dir}; reusing them.")
+    else:
+        _run(["tools/make_synthetic_data.py", f"--output_dir={synthetic_dir}"])
+
+    # Always rebuilt: it is quick and prints Table 1.
+    _run([
+        "tools/build_tfrecords.py",
+        f"--labelme_dir={synthetic_dir}",
+        f"--output_dir={tfrecord_dir}",
+    ])
+
+    common = [
+        f"--config={args.config}",
+        f"--tfrecord_dir={tfrecord_dir}",
+        f"--model_dir={args.model_dir}",
+        f"--fold={args.fold}",
+    ]
+    _run(["-m", "sercseg_tf.train", *common])
+    _run(["-m", "sercseg_tf.evaluate", *common])
+    _run(["-m", "sercseg_tf.export", *common])
+
+    fold_dir = Path(args.model_dir) / f"fold_{args.fold:02d}"
+    _print_iou_table(fold_dir / "eval" / "iou_mean.csv", args.fold)
+    print(f"\nSavedModel: {fold_dir / 'export'}")
+    print(f"TensorBoard: tensorboard --logdir {args.model_dir}")
+    print(f"Demo finished in {(time.monotonic() - total) / 60:.1f} min.")
+
+
+if __name__ == "__main__":
+    main()

@@ -66,8 +66,9 @@ def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
 
 
 def count_params(model: keras.Model) -> dict[str, int]:
-    """Trainable / non-trainable / total parameter counts."""
+    """Trainable / non-trainable (BN statistics) / total weight counts (RNG states left out)."""
     trainable = int(sum(np.prod(v.shape) for v in model.trainable_variables))
-    non_trainable = int(sum(np.prod(v.shape) for v in model.non_trainable_variables))
+    non_trainable = int(sum(np.prod(v.shape) for v in model.non_trainable_variables
+                            if "seed_generator" not in v.path))
     return {"trainable": trainable, "non_trainable": non_trainable,
             "total": trainable + non_trainable}

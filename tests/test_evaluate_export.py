@@ -24,6 +24,7 @@ def model_dir(tmp_path_factory):
     from sercseg_tf.training import checkpoints, modeling
 
     out = tmp_path_factory.mktemp("runs")
+    keras.utils.set_random_seed(0)  # fixed weights: the prediction-varies checks below
     model = modeling.build_model(CONFIG)
     # BN moving statistics set to the statistics of one frame-sized batch (momentum 0),
     # so inference activations are normalised and the prediction varies over the frame.

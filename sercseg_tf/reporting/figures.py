@@ -164,6 +164,12 @@ def _pick_middle(df: pd.DataFrame) -> pd.Series:
     return df.iloc[len(df) // 2]
 
 
+def _read_frame_files(fold_predict_dir: pathlib.Path,
+                      row: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reads a frame row's input image, manual and automatic label maps (`_FILE_COLUMNS`)."""
+    img, man, aut = (_read(fold_predict_dir / row[c]) for c in _FILE_COLUMNS)
+    return img, man, aut
+
 def figure4_case(frames_case: pd.DataFrame, fold_predict_dir: pathlib.Path,
                  path: pathlib.Path) -> pathlib.Path | None:
     """Figure 4 for one case: input / manual / automatic overlays of its middle frame."""
@@ -174,9 +180,7 @@ def figure4_case(frames_case: pd.DataFrame, fold_predict_dir: pathlib.Path,
         return None
     row = _pick_middle(have)
     try:
-        img = _read(fold_predict_dir / row["image_file"])
-        man = _read(fold_predict_dir / row["manual_file"])
-        aut = _read(fold_predict_dir / row["auto_file"])
+        img, man, aut = _read_frame_files(fold_predict_dir, row)
     except OSError:
         return None
     case = int(row["case"])
@@ -216,9 +220,7 @@ def figure6_case(frames_case: pd.DataFrame, fold_predict_dir: pathlib.Path,
             return None
         row = _pick_middle(manual_only)
     try:
-        img = _read(fold_predict_dir / row["image_file"])
-        man = _read(fold_predict_dir / row["manual_file"])
-        aut = _read(fold_predict_dir / row["auto_file"])
+        img, man, aut = _read_frame_files(fold_predict_dir, row)
     except OSError:
         return None
     h, w = man.shape[:2]

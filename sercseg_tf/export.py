@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import shutil
 import sys
 
 from absl import app, flags
@@ -41,15 +40,9 @@ def run_export(config: ExperimentConfig, model_dir: str | os.PathLike, fold: int
 
     model, _ = checkpoints.restore_model(config, model_dir, fold)
     export_dir = fold_dir(model_dir, fold) / "export"
-    tmp_dir = export_dir.with_name(f".export.tmp-{os.getpid()}")
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    inference.export_saved_model(model, str(tmp_dir), image_scale=config.image_scale,
+    # export_saved_model writes beside export_dir and renames (atomic replace).
+    inference.export_saved_model(model, str(export_dir), image_scale=config.image_scale,
                                  output_stride=config.output_stride)
-    old_dir = export_dir.with_name(f".export.old-{os.getpid()}")
-    if export_dir.exists():
-        export_dir.rename(old_dir)
-    tmp_dir.rename(export_dir)
-    shutil.rmtree(old_dir, ignore_errors=True)
     return export_dir
 
 

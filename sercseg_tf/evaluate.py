@@ -21,6 +21,7 @@ import sys
 import pandas as pd
 from absl import app, flags
 
+from sercseg_tf import atomic_io
 from sercseg_tf import config as config_lib
 from sercseg_tf.config import ConfigError, ExperimentConfig, fold_dir
 
@@ -29,9 +30,7 @@ FLAGS = flags.FLAGS
 
 
 def _write_csv_atomic(frame: pd.DataFrame, path: os.PathLike) -> None:
-    tmp = f"{os.fspath(path)}.tmp"
-    frame.to_csv(tmp, index=False, float_format="%.6f")
-    os.replace(tmp, path)
+    atomic_io.atomic_write_text(path, frame.to_csv(index=False, float_format="%.6f"))
 
 
 def run_evaluation(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,

@@ -46,8 +46,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from sercseg_tf import atomic_io, labels
 from sercseg_tf import features as features_lib
-from sercseg_tf import labels
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 VIDEO_EXTENSIONS: tuple[str, ...] = (".wmv", ".avi", ".mp4")
@@ -331,9 +331,8 @@ def run_predict(saved_model: str | os.PathLike, inputs: Sequence[str | os.PathLi
     csv_path = None
     if rows:
         csv_path = out / FEATURES_CSV
-        tmp = out / f".{FEATURES_CSV}.tmp"
-        pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.6g")
-        os.replace(tmp, csv_path)
+        atomic_io.atomic_write_text(
+            csv_path, pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
     fail_path = out / FAILURES_TXT
     if failures:
         fail_path.write_text("".join(f"{r}\n" for r in failures.values()), encoding="utf-8")

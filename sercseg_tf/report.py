@@ -30,7 +30,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from sercseg_tf import paper_values
+from sercseg_tf import atomic_io, paper_values
 from sercseg_tf.reporting import figures, html_page, layout, tables
 
 TRAIN_HISTORY = ("train", "history.csv")
@@ -96,12 +96,12 @@ def load_histories(model_dir: str | os.PathLike,
 
 
 def _write_csv(df: pd.DataFrame, path: pathlib.Path, files: list[pathlib.Path]) -> None:
-    layout.atomic_write_text(path, df.to_csv(float_format="%.6g"))
+    atomic_io.atomic_write_text(path, df.to_csv(float_format="%.6g"))
     files.append(path)
 
 
 def _write_text(text: str, path: pathlib.Path, files: list[pathlib.Path]) -> None:
-    layout.atomic_write_text(path, text)
+    atomic_io.atomic_write_text(path, text)
     files.append(path)
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from sercseg_tf import labels
+from sercseg_tf import atomic_io, labels
 from sercseg_tf.reporting import layout
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -86,7 +86,7 @@ class FakeStages:
         assert pathlib.Path(export_path) == run_loocv.export_dir(model_dir, fold)
         rows = [run_loocv.frame_row(fold, i, f"f{i}.png", _labels_for(fold, i, 0),
                                     _labels_for(fold, i, i)) for i in range(3)]
-        layout.atomic_write_text(layout.frames_csv(model_dir, fold),
+        atomic_io.atomic_write_text(layout.frames_csv(model_dir, fold),
                                  pd.DataFrame(rows).to_csv(index=False))
 
 

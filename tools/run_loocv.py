@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from sercseg_tf import labels  # noqa: E402
+from sercseg_tf import atomic_io, labels  # noqa: E402
 from sercseg_tf.reporting import layout  # noqa: E402
 
 IMAGE_JPEG_QUALITY = 90
@@ -172,7 +172,7 @@ def predict_fold(export_path: str | os.PathLike, tfrecord_dir: str | os.PathLike
                  fold, len(rows), case_id, len(rows) / max(elapsed, 1e-9))
     df = pd.DataFrame(rows).sort_values("frame")
     out = layout.frames_csv(model_dir, fold)
-    layout.atomic_write_text(out, df.to_csv(index=False, float_format="%.6g"))
+    atomic_io.atomic_write_text(out, df.to_csv(index=False, float_format="%.6g"))
     return out
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from absl import logging
 
-from sercseg_tf import labels
+from sercseg_tf import atomic_io, labels
 from sercseg_tf.data import video
 from sercseg_tf.data.synthetic_geometry import human_polygon, polygon_area, polygon_circularity
 from sercseg_tf.data.synthetic_render import CaseRenderer
@@ -218,9 +218,7 @@ def labelme_document(shapes: list[dict], image_name: str, image_size: tuple[int,
 
 def write_json(path: Path, obj: dict, indent: int | None = 2) -> None:
     """Writes JSON atomically (temp name, then rename)."""
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(obj, indent=indent) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_io.atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
 
 
 def generate_case(

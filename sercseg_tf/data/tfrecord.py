@@ -41,7 +41,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from sercseg_tf import labels
+from sercseg_tf import atomic_io, labels
 from sercseg_tf.data import cases as cases_lib
 
 MANIFEST_NAME = "manifest.json"
@@ -244,11 +244,7 @@ def _remove_previous_build(output_dir: pathlib.Path) -> None:
 
 
 def _write_json_atomic(path: pathlib.Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_io.atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def _ordered_map(

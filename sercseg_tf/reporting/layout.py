@@ -20,10 +20,9 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import tempfile
 from collections.abc import Iterable
 
-from sercseg_tf import labels
+from sercseg_tf import atomic_io, labels
 
 PREDICT_SUBDIR = "predict"
 FRAMES_CSV = "frames.csv"
@@ -65,21 +64,6 @@ def list_folds(model_dir: str | os.PathLike) -> list[int]:
     return sorted(folds)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> pathlib.Path:
-    """Writes text to a temporary file beside ``path`` and renames it into place."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def read_status(model_dir: str | os.PathLike) -> dict[int, dict]:
     """Reads ``loocv_status.json`` as ``{fold: {"status": ..., ...}}`` ({} if absent)."""
     path = pathlib.Path(model_dir) / STATUS_JSON
@@ -92,7 +76,7 @@ def read_status(model_dir: str | os.PathLike) -> dict[int, dict]:
 def write_status(model_dir: str | os.PathLike, status: dict[int, dict]) -> pathlib.Path:
     """Writes ``loocv_status.json`` atomically (folds sorted)."""
     payload = {"folds": {f"{k:02d}": status[k] for k in sorted(status)}}
-    return atomic_write_text(pathlib.Path(model_dir) / STATUS_JSON,
+    return atomic_io.atomic_write_text(pathlib.Path(model_dir) / STATUS_JSON,
                              json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 

@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from sercseg_tf import labels
-from sercseg_tf.data import synthetic
+from sercseg_tf import paper_values
+from sercseg_tf.synthetic import generator as synthetic
 
 
 def _digest(root: Path) -> str:
@@ -54,7 +54,7 @@ def main() -> None:
         cpu = time.process_time() - cpu_start
         if args.frames_per_case is None:
             counts = [
-                labels.PAPER_FRAMES_PER_CASE[(c - 1) % len(labels.PAPER_FRAMES_PER_CASE)]
+                paper_values.FRAMES_PER_CASE[(c - 1) % len(paper_values.FRAMES_PER_CASE)]
                 for c in range(1, args.num_cases + 1)
             ]
         else:

@@ -79,7 +79,7 @@ class ExperimentConfig:
     # Bookkeeping.
     log_every_steps: int = _field(50, "Log progress and write train summaries every N steps.")
     save_checkpoints_steps: int = _field(1000, "Save a checkpoint every N steps (and at the end).")
-    keep_checkpoint_max: int = _field(5, "Checkpoints kept by the CheckpointManager.")
+    keep_checkpoint_max: int = _field(2, "Checkpoints kept by the CheckpointManager.")
     eval_every_steps: int = _field(
         1000, "Evaluate on the held-out case every N steps (and at the end); 0 = only at the end."
     )
@@ -244,17 +244,10 @@ def load_config(path: str | os.PathLike | None, overrides: dict[str, Any] | None
 
 
 def save_config(cfg: ExperimentConfig, path: str | os.PathLike) -> None:
-    """Writes the config as flat YAML (temp file + rename), e.g. beside a run."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    tmp.replace(path)
+    """Writes the config as flat YAML, atomically (`atomic_io`), e.g. beside a run."""
+    from sercseg_tf import atomic_io
 
-
-def fold_dir(model_dir: str | os.PathLike, fold: int) -> pathlib.Path:
-    """Run directory of a fold: ``MODEL_DIR/fold_05``."""
-    return pathlib.Path(model_dir) / f"fold_{int(fold):02d}"
+    atomic_io.atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
 # ---------------------------------------------------------------------------------------

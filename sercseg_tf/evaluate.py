@@ -21,9 +21,9 @@ import sys
 import pandas as pd
 from absl import app, flags
 
-from sercseg_tf import atomic_io
+from sercseg_tf import atomic_io, layout
 from sercseg_tf import config as config_lib
-from sercseg_tf.config import ConfigError, ExperimentConfig, fold_dir
+from sercseg_tf.config import ConfigError, ExperimentConfig
 
 config_lib.define_flags()
 FLAGS = flags.FLAGS
@@ -46,22 +46,22 @@ def run_evaluation(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
       FileNotFoundError: no checkpoint or no held-out shard.
     """
     from sercseg_tf.data import dataset as dataset_lib
-    from sercseg_tf.training import checkpoints, heldout
+    from sercseg_tf.training import checkpoints, evaluator
 
     _, held_out = dataset_lib.fold_cases(tfrecord_dir, fold)
     model, _ = checkpoints.restore_model(config, model_dir, fold)
-    result = heldout.evaluate_heldout(model, config,
-                                      heldout.heldout_dataset(tfrecord_dir, held_out))
-    columns = ["case", "frame", "filename", *heldout.IOU_COLUMNS]
+    result = evaluator.evaluate_heldout(model, config,
+                                      evaluator.heldout_dataset(tfrecord_dir, held_out))
+    columns = ["case", "frame", "filename", *evaluator.IOU_COLUMNS]
     per_image = pd.DataFrame(result.rows, columns=columns)
     means = result.class_means()
     mean_row = pd.DataFrame([{"case": held_out, "frames": len(per_image),
-                              **{c: means[c] for c in heldout.IOU_COLUMNS},
+                              **{c: means[c] for c in evaluator.IOU_COLUMNS},
                               "mean": means["miou"]}])
-    out_dir = fold_dir(model_dir, fold) / "eval"
+    out_dir = layout.eval_dir(model_dir, fold)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_csv_atomic(per_image, out_dir / "iou.csv")
-    _write_csv_atomic(mean_row, out_dir / "iou_mean.csv")
+    _write_csv_atomic(per_image, out_dir / layout.IOU_CSV)
+    _write_csv_atomic(mean_row, out_dir / layout.IOU_MEAN_CSV)
     return per_image
 
 
@@ -77,9 +77,9 @@ def main(argv: list[str]) -> int:
     except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f"evaluate: {e}", file=sys.stderr)
         return 1
-    out_dir = fold_dir(FLAGS.model_dir, FLAGS.fold) / "eval"
-    print(f"{len(per_image)} frames -> {out_dir / 'iou.csv'}")
-    print(pd.read_csv(out_dir / "iou_mean.csv").to_string(index=False))
+    out_dir = layout.eval_dir(FLAGS.model_dir, FLAGS.fold)
+    print(f"{len(per_image)} frames -> {out_dir / layout.IOU_CSV}")
+    print(pd.read_csv(out_dir / layout.IOU_MEAN_CSV).to_string(index=False))
     return 0
 
 

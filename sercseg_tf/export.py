@@ -19,7 +19,8 @@ import sys
 from absl import app, flags
 
 from sercseg_tf import config as config_lib
-from sercseg_tf.config import ConfigError, ExperimentConfig, fold_dir
+from sercseg_tf import layout
+from sercseg_tf.config import ConfigError, ExperimentConfig
 
 config_lib.define_flags()
 FLAGS = flags.FLAGS
@@ -39,7 +40,7 @@ def run_export(config: ExperimentConfig, model_dir: str | os.PathLike, fold: int
     from sercseg_tf.training import checkpoints
 
     model, _ = checkpoints.restore_model(config, model_dir, fold)
-    export_dir = fold_dir(model_dir, fold) / "export"
+    export_dir = layout.export_dir(model_dir, fold)
     # export_saved_model writes beside export_dir and renames (atomic replace).
     inference.export_saved_model(model, str(export_dir), image_scale=config.image_scale,
                                  output_stride=config.output_stride)

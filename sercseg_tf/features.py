@@ -10,7 +10,8 @@ Conventions:
       ignore). Ignore pixels and unknown ids count as no class.
     * Connected components use 8-connectivity.
 
-The four features (Kawai et al., sERC ICSI DeepLab paper, §2.3):
+The four features (Shimotsu, Mori et al., "An automated segmentation system for oocytes
+with smooth endoplasmic reticulum clusters based on DeepLab", §2.3):
 
     f1 = 4π · S_s / L_s²          (eq. 1, circularity of the sERC)
     f2 = S_s / S_o                (eq. 2, sERC area over oocyte area)
@@ -31,6 +32,9 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from sercseg_tf.labels import NEEDLE, OOCYTE, SERC
+
+# The feature names, in the paper's order (eq. 1-4).
+FEATURES: tuple[str, ...] = ("f1", "f2", "f3", "f4")
 
 # Standard deviation (px) of the Gaussian applied to a binary mask before its 0.5
 # iso-contour is traced for the perimeter. Chosen on digitised ellipses (semi-axes

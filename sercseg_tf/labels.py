@@ -1,8 +1,8 @@
-"""Class ids, names, colours, the ignore label and every string key, in one place.
+"""The classes: ids, names, colours, the ignore label and LabelMe label names.
 
-Conventions follow DESIGN.md: 0 background, 1 oocyte, 2 sERC, 3 needle, 255 ignore.
-TFRecord feature keys are deeplab2's (``deeplab2/data/data_utils.py``) plus the video
-keys used for per-case sharding.
+0 background, 1 oocyte, 2 sERC, 3 needle, 255 ignore (excluded from loss and IoU), as
+in deeplab2's semantic-segmentation convention. Data-format keys (TFRecord, tf.data,
+SavedModel) live in `sercseg_tf.formats`; the paper's numbers in `sercseg_tf.paper_values`.
 """
 
 from __future__ import annotations
@@ -42,34 +42,6 @@ DEFAULT_LABEL_MAP: dict[str, int] = {
     "serc": SERC,
     "needle": NEEDLE,
 }
-
-# The paper's Table 1: frames per case (one frame per second of video).
-PAPER_FRAMES_PER_CASE: tuple[int, ...] = (49, 50, 65, 45, 43, 49, 89, 38, 48, 50, 53)
-
-# deeplab2 TFRecord keys.
-KEY_ENCODED_IMAGE = "image/encoded"
-KEY_IMAGE_FILENAME = "image/filename"
-KEY_IMAGE_FORMAT = "image/format"
-KEY_IMAGE_HEIGHT = "image/height"
-KEY_IMAGE_WIDTH = "image/width"
-KEY_IMAGE_CHANNELS = "image/channels"
-KEY_ENCODED_LABEL = "image/segmentation/class/encoded"
-KEY_LABEL_FORMAT = "image/segmentation/class/format"
-KEY_SEQUENCE_ID = "video/sequence_id"
-KEY_FRAME_ID = "video/frame_id"
-
-# Keys of the decoded-sample dictionaries that flow through tf.data and the model.
-SAMPLE_IMAGE = "image"
-SAMPLE_LABEL = "label"
-SAMPLE_FILENAME = "filename"
-SAMPLE_CASE_ID = "case_id"
-SAMPLE_FRAME_ID = "frame_id"
-
-# Exported SavedModel signature names.
-SERVING_INPUT = "images"
-SERVING_PRED = "semantic_pred"
-SERVING_PROBS = "semantic_probs"
-
 
 def normalize_label_name(name: str) -> str:
     """Returns the matching key of a LabelMe label: lower case, inner whitespace removed.

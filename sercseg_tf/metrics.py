@@ -18,9 +18,9 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from sercseg_tf.features import FEATURES
 from sercseg_tf.labels import CLASS_DISPLAY_NAMES, CLASS_NAMES, EVAL_CLASSES, IGNORE_LABEL
 
-FEATURES: tuple[str, ...] = ("f1", "f2", "f3", "f4")
 # |M| floor of the relative error: pairs with |M| <= floor give NaN (left out of the
 # means and counted). f1 and f2 are positive ratios, so only M = 0 is excluded; f3 and
 # f4 are pixel distances that cross zero, and below one pixel eq. 5 measures the

@@ -2,7 +2,7 @@
 
 Source: S. Shimotsu, K. Mori, K. Kobayashi, S. Mizuta, T. Takeuchi, T. Ishikawa, Y. Hata,
 N. Yagi, "An automated segmentation system for oocytes with smooth endoplasmic reticulum
-clusters based on DeepLab" (text in ``shared/paper/000_b49ccc72179c25a4.txt``):
+clusters based on DeepLab":
 
 - Table 1 ("Number of images for each case"), §2.1: frames per case, one per second.
 - Table 2 ("Average IoU"), §3.1: mean IoU per case and class on the held-out case of each
@@ -19,7 +19,7 @@ rows to the printed precision; see ``tests/test_report.py``).
 
 from __future__ import annotations
 
-from sercseg_tf import labels
+from sercseg_tf.features import FEATURES
 
 PAPER_CITATION = (
     "Shimotsu et al., \"An automated segmentation system for oocytes with smooth "
@@ -29,9 +29,8 @@ PAPER_DATA_NOTE = "paper = clinical data (11 ICSI videos)"
 OURS_DATA_NOTE = "ours = synthetic data (this run)"
 
 # Table 1 (§2.1): number of images per case, cases 1..11.
-TABLE1_FRAMES: dict[int, int] = {
-    case: n for case, n in enumerate(labels.PAPER_FRAMES_PER_CASE, start=1)
-}
+FRAMES_PER_CASE: tuple[int, ...] = (49, 50, 65, 45, 43, 49, 89, 38, 48, 50, 53)
+TABLE1_FRAMES: dict[int, int] = dict(enumerate(FRAMES_PER_CASE, start=1))
 
 # Table 2 (§3.1): average IoU per case; columns oocyte, sERC, needle, average.
 TABLE2_COLUMNS: tuple[str, ...] = ("oocyte", "serc", "needle", "average")
@@ -58,7 +57,6 @@ TABLE2_AVERAGE: dict[str, float] = dict(zip(TABLE2_COLUMNS, _TABLE2_AVG_ROW, str
 PAPER_MEAN_IOU = 0.93
 
 # Table 3 (§3.2): relative error [%] per case, (AVG, SD) for f1, f2, f3, f4.
-FEATURES: tuple[str, ...] = ("f1", "f2", "f3", "f4")
 TABLE3_COLUMNS: tuple[str, ...] = tuple(f"{f}_{s}" for f in FEATURES for s in ("avg", "sd"))
 _TABLE3_ROWS: dict[int, tuple[float, ...]] = {
     # case: (f1 AVG, f1 SD, f2 AVG, f2 SD, f3 AVG, f3 SD, f4 AVG, f4 SD)

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from sercseg_tf import atomic_io, labels
+from sercseg_tf import atomic_io, formats, labels, visualize
 from sercseg_tf import features as features_lib
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -101,16 +101,6 @@ def feature_row(label_map: np.ndarray) -> dict:
     for c in labels.EVAL_CLASSES:
         row[f"area_{labels.CLASS_NAMES[c]}"] = int(np.count_nonzero(lab == c))
     return row
-
-
-def colour_overlay(image: np.ndarray, label_map: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """Blends ``labels.CLASS_COLOURS`` over the image where the label is not background."""
-    lut = np.zeros((256, 3), np.float32)
-    lut[: len(labels.CLASS_COLOURS)] = np.asarray(labels.CLASS_COLOURS, np.float32)
-    img = image.astype(np.float32)
-    fg = (label_map != labels.BACKGROUND)[..., None]
-    out = np.where(fg, (1 - alpha) * img + alpha * lut[label_map], img)
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
 def _read_image(path: pathlib.Path) -> np.ndarray:
@@ -187,7 +177,7 @@ def batched_predictions(serving_fn: Callable, frames: Iterable[Frame],
 
     def flush():
         images = np.stack([f.image for f in batch])
-        pred = np.asarray(serving_fn(images)[labels.SERVING_PRED])
+        pred = np.asarray(serving_fn(images)[formats.SERVING_PRED])
         out = list(zip(batch, pred.astype(np.uint8), strict=True))
         batch.clear()
         return out
@@ -243,7 +233,7 @@ def process_input(serving_fn: Callable, path: str | os.PathLike, out_dir: pathli
             _save_png(tmp / LABELS_SUBDIR / f"{frame.name}.png", pred)
             rows.append({"video": str(path), "source": frame.source, "frame": frame.index,
                          "time_s": frame.time_s, **feature_row(pred)})
-            ov = colour_overlay(frame.image, pred)
+            ov = visualize.overlay(frame.image, pred)
             if ov.shape[:2] != size[0]:
                 ov = np.asarray(Image.fromarray(ov).resize((size[0][1], size[0][0])))
             yield ov

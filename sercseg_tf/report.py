@@ -1,7 +1,7 @@
 """Builds the leave-one-case-out report (paper Tables 1-3, Figures 3, 4, 6) from CSVs.
 
 Reads what ``tools/run_loocv.py`` and training wrote under ``MODEL_DIR`` (layout in
-``sercseg_tf.reporting.layout``) and writes ``MODEL_DIR/report/``:
+``sercseg_tf.layout``) and writes ``MODEL_DIR/report/``:
 
 - ``table1.csv`` / ``.md``: frames per case.
 - ``table2_iou.csv`` / ``.md``: mean IoU per case and class (paper Table 2).
@@ -30,8 +30,8 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from sercseg_tf import atomic_io, paper_values
-from sercseg_tf.reporting import figures, html_page, layout, tables
+from sercseg_tf import atomic_io, features, layout, paper_values
+from sercseg_tf.reporting import figures, html_page, tables
 
 TRAIN_HISTORY = ("train", "history.csv")
 EVAL_HISTORY = ("eval", "history.csv")
@@ -71,7 +71,7 @@ def load_frames(model_dir: str | os.PathLike, folds: Iterable[int]) -> pd.DataFr
 def _empty_frames() -> pd.DataFrame:
     cols = ["fold", "case", "frame", "filename", "image_file", "manual_file", "auto_file",
             *layout.IOU_COLUMNS, "tip_error_px"]
-    cols += [f"{s}_{f}" for s in layout.SOURCES for f in layout.FEATURES]
+    cols += [f"{s}_{f}" for s in layout.SOURCES for f in features.FEATURES]
     cols += [f"{s}_tip_{a}" for s in layout.SOURCES for a in ("x", "y")]
     return pd.DataFrame({c: pd.Series(dtype=float) for c in cols})
 
@@ -164,7 +164,7 @@ def build_report(model_dir: str | os.PathLike, output_dir: str | os.PathLike | N
     excluded = ""
     if not t3.empty and tables.AVERAGE_LABEL in t3.index:
         excluded = ", ".join(f"{f}: {int(t3.loc[tables.AVERAGE_LABEL, f'{f}_excluded'])}"
-                             for f in layout.FEATURES)
+                             for f in features.FEATURES)
     t3_notes = [*notes,
                 "Relative error (eq. 5) = |A − M| / |M| × 100 per frame; AVG = mean and "
                 "SD = sample SD over the frames of a case; AVG row = mean of case rows.",

@@ -28,7 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 @pytest.fixture(scope="session")
 def synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     """3 synthetic cases x 2 frames (LabelMe JSON + PNG, no video), seed 1."""
-    from sercseg_tf.data.synthetic import generate_dataset
+    from sercseg_tf.synthetic.generator import generate_dataset
 
     root = tmp_path_factory.mktemp("synthetic")
     generate_dataset(root, num_cases=3, frames_per_case=2, write_video=False, seed=1)

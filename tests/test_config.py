@@ -108,4 +108,8 @@ def test_one_flag_per_key_and_flags_override_the_file(tmp_path):
 
 
 def test_fold_dir_layout():
-    assert config_lib.fold_dir("runs", 5) == pathlib.Path("runs/fold_05")
+    from sercseg_tf import layout
+
+    assert layout.fold_dir("runs", 5) == pathlib.Path("runs/fold_05")
+    assert layout.checkpoint_dir("runs", 5) == pathlib.Path("runs/fold_05/checkpoints")
+    assert layout.config_path("runs", 11) == pathlib.Path("runs/fold_11/config.yaml")

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sercseg_tf import formats, layout
 from sercseg_tf.config import ExperimentConfig
 
 FOLD = 2  # tiny_tfrecord_dir holds cases 1..3; case 2 has 2 frames of 480x640
@@ -36,15 +37,15 @@ def model_dir(tmp_path_factory):
     for layer in bns:
         layer.momentum = 0.99
     manager = tf.train.CheckpointManager(checkpoints.make_checkpoint(model),
-                                         str(checkpoints.checkpoint_dir(out, FOLD)), 1)
+                                         str(layout.checkpoint_dir(out, FOLD)), 1)
     manager.save(checkpoint_number=3)
     return out
 
 
 def _heldout_frames(tfrecord_dir):
-    from sercseg_tf.training import heldout
+    from sercseg_tf.training import evaluator
 
-    return [s for s in heldout.heldout_dataset(tfrecord_dir, FOLD)]
+    return [s for s in evaluator.heldout_dataset(tfrecord_dir, FOLD)]
 
 
 def test_evaluation_writes_per_image_and_mean_iou(tiny_tfrecord_dir, model_dir):
@@ -86,7 +87,7 @@ def test_evaluation_without_checkpoint_is_a_clear_error(tiny_tfrecord_dir, tmp_p
 
 
 def test_exported_model_matches_the_restored_checkpoint(tiny_tfrecord_dir, model_dir):
-    from sercseg_tf import export, labels
+    from sercseg_tf import export
     from sercseg_tf.model import inference
     from sercseg_tf.training import checkpoints
 
@@ -102,8 +103,8 @@ def test_exported_model_matches_the_restored_checkpoint(tiny_tfrecord_dir, model
     probs = logits.numpy()
     probs = np.exp(probs - probs.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
-    np.testing.assert_allclose(out[labels.SERVING_PROBS].numpy(), probs, atol=1e-5)
-    pred = out[labels.SERVING_PRED].numpy()
+    np.testing.assert_allclose(out[formats.SERVING_PROBS].numpy(), probs, atol=1e-5)
+    pred = out[formats.SERVING_PRED].numpy()
     assert pred.shape == (2, 480, 640) and len(np.unique(pred)) > 1
     # Same class wherever the decision is not a float tie (top-2 logit margin > 1e-4).
     top2 = np.sort(logits.numpy(), -1)[..., -2:]

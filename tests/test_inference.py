@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sercseg_tf.labels import NUM_CLASSES, SERVING_INPUT, SERVING_PRED, SERVING_PROBS
+from sercseg_tf.formats import SERVING_INPUT, SERVING_PRED, SERVING_PROBS, SERVING_SIGNATURE
+from sercseg_tf.labels import NUM_CLASSES
 from sercseg_tf.model.deeplab import build_deeplab
 from sercseg_tf.model.inference import (
-    SERVING_SIGNATURE,
     export_saved_model,
     load_serving_fn,
     padded_size,

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from sercseg_tf import labels, predict
+from sercseg_tf import formats, labels, predict
 
 H, W = 48, 64
 
@@ -99,7 +99,7 @@ def test_labels_equal_direct_model_output(serving_fn, inputs, tmp_path):
                               progress=False, serving_fn=serving_fn)
     assert res.processed == [str(inputs["folder"])] and res.num_frames == 2
     img = np.asarray(Image.open(inputs["folder"] / "a.png"))
-    direct = np.asarray(serving_fn(img[None])[labels.SERVING_PRED])[0]
+    direct = np.asarray(serving_fn(img[None])[formats.SERVING_PRED])[0]
     saved = np.asarray(Image.open(tmp_path / "stills" / "labels" / "a.png"))
     np.testing.assert_array_equal(saved, direct)
 
@@ -131,7 +131,7 @@ def test_batching_groups_same_size_frames():
 
     def fake_fn(images):
         calls.append(images.shape)
-        return {labels.SERVING_PRED: np.ones(images.shape[:3], np.int32)}
+        return {formats.SERVING_PRED: np.ones(images.shape[:3], np.int32)}
 
     sizes = [(8, 8), (8, 8), (8, 8), (6, 8), (6, 8)]
     frames = [predict.Frame(i, math.nan, "x", str(i), np.zeros((*s, 3), np.uint8))

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from sercseg_tf import labels, paper_values, report
-from sercseg_tf.reporting import layout, tables
+from sercseg_tf import features, labels, layout, paper_values, report
+from sercseg_tf.reporting import tables
 
 H, W = 48, 64
 
@@ -54,7 +54,7 @@ def _write_fold(root: pathlib.Path, fold: int, rows: list[dict]) -> None:
 def _row(frame, iou, man, aut, tip_err):
     r = {"frame": frame, "iou_oocyte": iou[0], "iou_serc": iou[1], "iou_needle": iou[2],
          "tip_error_px": tip_err}
-    for i, f in enumerate(layout.FEATURES):
+    for i, f in enumerate(features.FEATURES):
         r[f"manual_{f}"] = man[i]
         r[f"auto_{f}"] = aut[i]
     r.update({"manual_tip_x": 50.0, "manual_tip_y": 24.0, "auto_tip_x": 50.0 + tip_err,

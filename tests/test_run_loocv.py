@@ -15,8 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from sercseg_tf import atomic_io, labels
-from sercseg_tf.reporting import layout
+from sercseg_tf import atomic_io, labels, layout
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from sercseg_tf import labels
-from sercseg_tf.data import synthetic
-from sercseg_tf.data.synthetic_scene import frame_geometry
+from sercseg_tf import labels, paper_values
+from sercseg_tf.synthetic import generator as synthetic
+from sercseg_tf.synthetic.scene import frame_geometry
 
 SEED = 3
 H, W = 480, 640
@@ -150,7 +150,7 @@ def test_ground_truth_ranges_in_written_files(tiny: Path):
 def test_paper_ranges_over_all_default_cases():
     """Every annotated frame of the default 11 cases keeps the paper's sERC ranges."""
     sides = set()
-    for case_id, n in enumerate(labels.PAPER_FRAMES_PER_CASE, start=1):
+    for case_id, n in enumerate(paper_values.FRAMES_PER_CASE, start=1):
         scene = synthetic.make_scene(0, case_id, n)
         sides.add(scene.needle.entry_side)
         depths = []

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sercseg_tf import labels
+from sercseg_tf import formats, labels
 from sercseg_tf.data import labelme, tfrecord
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -58,12 +58,12 @@ def test_encode_decode_round_trip_with_deeplab2_keys():
                             ).shape == (37, 53, 1)
 
     sample = tfrecord.decode_example(tf.constant(serialized))
-    np.testing.assert_array_equal(sample[labels.SAMPLE_IMAGE].numpy(), image)
-    np.testing.assert_array_equal(sample[labels.SAMPLE_LABEL].numpy()[..., 0], label)
-    assert sample[labels.SAMPLE_IMAGE].dtype == tf.uint8
-    assert sample[labels.SAMPLE_FILENAME].numpy() == b"case05/frame_0007.png"
-    assert int(sample[labels.SAMPLE_CASE_ID]) == 5
-    assert int(sample[labels.SAMPLE_FRAME_ID]) == 7
+    np.testing.assert_array_equal(sample[formats.SAMPLE_IMAGE].numpy(), image)
+    np.testing.assert_array_equal(sample[formats.SAMPLE_LABEL].numpy()[..., 0], label)
+    assert sample[formats.SAMPLE_IMAGE].dtype == tf.uint8
+    assert sample[formats.SAMPLE_FILENAME].numpy() == b"case05/frame_0007.png"
+    assert int(sample[formats.SAMPLE_CASE_ID]) == 5
+    assert int(sample[formats.SAMPLE_FRAME_ID]) == 7
 
 
 def test_encode_rejects_mismatched_label():

@@ -34,7 +34,7 @@ def tiny_config(**changes) -> ExperimentConfig:
 def test_masked_cross_entropy_excludes_ignore_pixels():
     import tensorflow as tf
 
-    from sercseg_tf.training.loop import masked_cross_entropy_sums
+    from sercseg_tf.training.losses import masked_cross_entropy_sums
 
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(2, 3, 4, 4)).astype(np.float32)

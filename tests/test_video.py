@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from sercseg_tf.data import synthetic, video
+from sercseg_tf.data import video
+from sercseg_tf.synthetic import generator as synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 

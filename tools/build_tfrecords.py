@@ -49,7 +49,7 @@ def main(argv: list[str]) -> int:
 
     labelme_dir = pathlib.Path(FLAGS.labelme_dir)
     if not labelme_dir.exists() and FLAGS.labelme_dir == DEFAULT_LABELME_DIR:
-        from sercseg_tf.data.synthetic import generate_dataset  # noqa: PLC0415
+        from sercseg_tf.synthetic.generator import generate_dataset  # noqa: PLC0415
 
         print(f"{labelme_dir} not found: generating the synthetic set", flush=True)
         generate_dataset(labelme_dir)

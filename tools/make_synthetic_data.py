@@ -16,7 +16,7 @@ import time
 
 from absl import app, flags, logging
 
-from sercseg_tf.data import synthetic
+from sercseg_tf.synthetic import generator as synthetic
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", None, "Folder for caseNN/ sub-folders.")

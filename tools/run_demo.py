@@ -67,7 +67,7 @@ def main() -> None:
     tfrecord_dir = Path(args.data_dir) / "tfrecords"
     total = time.monotonic()
 
-    last_case = synthetic_dir / labels.case_name(len(labels.PAPER_FRAMES_PER_CASE))
+    last_case = synthetic_dir / labels.case_name(len(paper_values.FRAMES_PER_CASE))
     if (last_case / "ground_truth.json").exists():
         print(f"Synthetic cases already in {synthetic_dir}; reusing them.")
     else:

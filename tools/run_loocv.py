@@ -13,7 +13,7 @@ For each selected fold k (held-out case k):
 4. predicts every held-out frame of the TFRecords with the *exported* SavedModel and
    computes the features (eq. 1-4) of the automatic mask and of the manual mask (the
    TFRecord label map) with the same code; writes ``fold_NN/predict/frames.csv`` and the
-   images / label PNGs behind it (layout: `sercseg_tf.reporting.layout`).
+   images / label PNGs behind it (layout: `sercseg_tf.layout`).
 
 A fold is finished when its export and ``frames.csv`` exist; finished folds are skipped
 on a re-run (``--force`` redoes them; training still resumes from its checkpoint). A fold
@@ -44,8 +44,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from sercseg_tf import atomic_io, labels  # noqa: E402
-from sercseg_tf.reporting import layout  # noqa: E402
+from sercseg_tf import (  # noqa: E402
+    atomic_io,
+    formats,
+    labels,
+    layout,  # noqa: E402
+)
 
 IMAGE_JPEG_QUALITY = 90
 
@@ -94,10 +98,10 @@ def _held_out_frames(tfrecord_dir: str | os.PathLike, case_id: int):
             f"{tfrecord.case_file_pattern(tfrecord_dir, case_id)}: no TFRecord shards")
     ds = tf.data.TFRecordDataset(files).map(tfrecord.decode_example)
     for s in ds.as_numpy_iterator():
-        fn = s[labels.SAMPLE_FILENAME]
-        yield {"image": s[labels.SAMPLE_IMAGE], "label": s[labels.SAMPLE_LABEL][..., 0],
+        fn = s[formats.SAMPLE_FILENAME]
+        yield {"image": s[formats.SAMPLE_IMAGE], "label": s[formats.SAMPLE_LABEL][..., 0],
                "filename": fn.decode() if isinstance(fn, bytes) else str(fn),
-               "case": int(s[labels.SAMPLE_CASE_ID]), "frame": int(s[labels.SAMPLE_FRAME_ID])}
+               "case": int(s[formats.SAMPLE_CASE_ID]), "frame": int(s[formats.SAMPLE_FRAME_ID])}
 
 
 def frame_row(case: int, frame: int, filename: str, manual: np.ndarray,

@@ -23,7 +23,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from sercseg_tf import labels
+from sercseg_tf import formats, labels
 from sercseg_tf.data import augment as augment_lib
 from sercseg_tf.data import tfrecord
 
@@ -73,8 +73,8 @@ def _normalize(image: tf.Tensor) -> tf.Tensor:
 
 
 def _resize_by(sample: dict[str, tf.Tensor], image_scale: float) -> tuple[tf.Tensor, tf.Tensor]:
-    image = tf.cast(sample[labels.SAMPLE_IMAGE], tf.float32)
-    label = sample[labels.SAMPLE_LABEL]
+    image = tf.cast(sample[formats.SAMPLE_IMAGE], tf.float32)
+    label = sample[formats.SAMPLE_LABEL]
     if image_scale != 1.0:
         size = augment_lib.scaled_size(tf.shape(image)[:2], image_scale)
         image, label = augment_lib.resize_image_and_label(image, label, size)
@@ -83,11 +83,11 @@ def _resize_by(sample: dict[str, tf.Tensor], image_scale: float) -> tuple[tf.Ten
 
 def _output(sample: dict[str, tf.Tensor], image: tf.Tensor, label: tf.Tensor) -> dict:
     return {
-        labels.SAMPLE_IMAGE: image,
-        labels.SAMPLE_LABEL: tf.cast(label[..., 0], tf.int32),
-        labels.SAMPLE_FILENAME: sample[labels.SAMPLE_FILENAME],
-        labels.SAMPLE_CASE_ID: sample[labels.SAMPLE_CASE_ID],
-        labels.SAMPLE_FRAME_ID: sample[labels.SAMPLE_FRAME_ID],
+        formats.SAMPLE_IMAGE: image,
+        formats.SAMPLE_LABEL: tf.cast(label[..., 0], tf.int32),
+        formats.SAMPLE_FILENAME: sample[formats.SAMPLE_FILENAME],
+        formats.SAMPLE_CASE_ID: sample[formats.SAMPLE_CASE_ID],
+        formats.SAMPLE_FRAME_ID: sample[formats.SAMPLE_FRAME_ID],
     }
 
 
@@ -142,11 +142,11 @@ def build_dataset(
 
         ds = ds.map(eval_map, num_parallel_calls=AUTOTUNE, deterministic=True)
         padding = {
-            labels.SAMPLE_IMAGE: tf.constant(0.0, tf.float32),
-            labels.SAMPLE_LABEL: tf.constant(labels.IGNORE_LABEL, tf.int32),
-            labels.SAMPLE_FILENAME: tf.constant("", tf.string),
-            labels.SAMPLE_CASE_ID: tf.constant(0, tf.int32),
-            labels.SAMPLE_FRAME_ID: tf.constant(0, tf.int32),
+            formats.SAMPLE_IMAGE: tf.constant(0.0, tf.float32),
+            formats.SAMPLE_LABEL: tf.constant(labels.IGNORE_LABEL, tf.int32),
+            formats.SAMPLE_FILENAME: tf.constant("", tf.string),
+            formats.SAMPLE_CASE_ID: tf.constant(0, tf.int32),
+            formats.SAMPLE_FRAME_ID: tf.constant(0, tf.int32),
         }
         ds = ds.padded_batch(batch_size, padding_values=padding)
         return ds.prefetch(AUTOTUNE).with_options(options)

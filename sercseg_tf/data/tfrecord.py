@@ -41,7 +41,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from sercseg_tf import atomic_io, labels
+from sercseg_tf import atomic_io, formats, labels
 from sercseg_tf.data import cases as cases_lib
 
 MANIFEST_NAME = "manifest.json"
@@ -124,32 +124,32 @@ def encode_example(
         )
     height, width = label.shape
     feature = {
-        labels.KEY_ENCODED_IMAGE: _bytes_feature(encode_png(image_rgb)),
-        labels.KEY_IMAGE_FILENAME: _bytes_feature(filename.encode("utf-8")),
-        labels.KEY_IMAGE_FORMAT: _bytes_feature(IMAGE_FORMAT.encode()),
-        labels.KEY_IMAGE_HEIGHT: _int_feature(height),
-        labels.KEY_IMAGE_WIDTH: _int_feature(width),
-        labels.KEY_IMAGE_CHANNELS: _int_feature(3),
-        labels.KEY_ENCODED_LABEL: _bytes_feature(encode_png(label)),
-        labels.KEY_LABEL_FORMAT: _bytes_feature(IMAGE_FORMAT.encode()),
-        labels.KEY_SEQUENCE_ID: _bytes_feature(labels.case_name(case_id).encode()),
-        labels.KEY_FRAME_ID: _bytes_feature(str(int(frame_id)).encode()),
+        formats.KEY_ENCODED_IMAGE: _bytes_feature(encode_png(image_rgb)),
+        formats.KEY_IMAGE_FILENAME: _bytes_feature(filename.encode("utf-8")),
+        formats.KEY_IMAGE_FORMAT: _bytes_feature(IMAGE_FORMAT.encode()),
+        formats.KEY_IMAGE_HEIGHT: _int_feature(height),
+        formats.KEY_IMAGE_WIDTH: _int_feature(width),
+        formats.KEY_IMAGE_CHANNELS: _int_feature(3),
+        formats.KEY_ENCODED_LABEL: _bytes_feature(encode_png(label)),
+        formats.KEY_LABEL_FORMAT: _bytes_feature(IMAGE_FORMAT.encode()),
+        formats.KEY_SEQUENCE_ID: _bytes_feature(labels.case_name(case_id).encode()),
+        formats.KEY_FRAME_ID: _bytes_feature(str(int(frame_id)).encode()),
     }
     example = tf.train.Example(features=tf.train.Features(feature=feature))
     return example.SerializeToString()
 
 
 FEATURE_SPEC: dict[str, tf.io.FixedLenFeature] = {
-    labels.KEY_ENCODED_IMAGE: tf.io.FixedLenFeature([], tf.string),
-    labels.KEY_IMAGE_FILENAME: tf.io.FixedLenFeature([], tf.string),
-    labels.KEY_IMAGE_FORMAT: tf.io.FixedLenFeature([], tf.string, default_value="png"),
-    labels.KEY_IMAGE_HEIGHT: tf.io.FixedLenFeature([], tf.int64),
-    labels.KEY_IMAGE_WIDTH: tf.io.FixedLenFeature([], tf.int64),
-    labels.KEY_IMAGE_CHANNELS: tf.io.FixedLenFeature([], tf.int64, default_value=3),
-    labels.KEY_ENCODED_LABEL: tf.io.FixedLenFeature([], tf.string),
-    labels.KEY_LABEL_FORMAT: tf.io.FixedLenFeature([], tf.string, default_value="png"),
-    labels.KEY_SEQUENCE_ID: tf.io.FixedLenFeature([], tf.string),
-    labels.KEY_FRAME_ID: tf.io.FixedLenFeature([], tf.string),
+    formats.KEY_ENCODED_IMAGE: tf.io.FixedLenFeature([], tf.string),
+    formats.KEY_IMAGE_FILENAME: tf.io.FixedLenFeature([], tf.string),
+    formats.KEY_IMAGE_FORMAT: tf.io.FixedLenFeature([], tf.string, default_value="png"),
+    formats.KEY_IMAGE_HEIGHT: tf.io.FixedLenFeature([], tf.int64),
+    formats.KEY_IMAGE_WIDTH: tf.io.FixedLenFeature([], tf.int64),
+    formats.KEY_IMAGE_CHANNELS: tf.io.FixedLenFeature([], tf.int64, default_value=3),
+    formats.KEY_ENCODED_LABEL: tf.io.FixedLenFeature([], tf.string),
+    formats.KEY_LABEL_FORMAT: tf.io.FixedLenFeature([], tf.string, default_value="png"),
+    formats.KEY_SEQUENCE_ID: tf.io.FixedLenFeature([], tf.string),
+    formats.KEY_FRAME_ID: tf.io.FixedLenFeature([], tf.string),
 }
 
 
@@ -170,18 +170,18 @@ def decode_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
       case_id: int32, frame_id: int32}`` (keys from `sercseg_tf.labels`).
     """
     parsed = tf.io.parse_single_example(serialized, FEATURE_SPEC)
-    image = tf.io.decode_png(parsed[labels.KEY_ENCODED_IMAGE], channels=3)
-    label = tf.io.decode_png(parsed[labels.KEY_ENCODED_LABEL], channels=1)
-    height = tf.cast(parsed[labels.KEY_IMAGE_HEIGHT], tf.int32)
-    width = tf.cast(parsed[labels.KEY_IMAGE_WIDTH], tf.int32)
+    image = tf.io.decode_png(parsed[formats.KEY_ENCODED_IMAGE], channels=3)
+    label = tf.io.decode_png(parsed[formats.KEY_ENCODED_LABEL], channels=1)
+    height = tf.cast(parsed[formats.KEY_IMAGE_HEIGHT], tf.int32)
+    width = tf.cast(parsed[formats.KEY_IMAGE_WIDTH], tf.int32)
     image = tf.reshape(image, tf.stack([height, width, 3]))
     label = tf.reshape(label, tf.stack([height, width, 1]))
     return {
-        labels.SAMPLE_IMAGE: image,
-        labels.SAMPLE_LABEL: label,
-        labels.SAMPLE_FILENAME: parsed[labels.KEY_IMAGE_FILENAME],
-        labels.SAMPLE_CASE_ID: _trailing_int(parsed[labels.KEY_SEQUENCE_ID]),
-        labels.SAMPLE_FRAME_ID: _trailing_int(parsed[labels.KEY_FRAME_ID]),
+        formats.SAMPLE_IMAGE: image,
+        formats.SAMPLE_LABEL: label,
+        formats.SAMPLE_FILENAME: parsed[formats.KEY_IMAGE_FILENAME],
+        formats.SAMPLE_CASE_ID: _trailing_int(parsed[formats.KEY_SEQUENCE_ID]),
+        formats.SAMPLE_FRAME_ID: _trailing_int(parsed[formats.KEY_FRAME_ID]),
     }
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import keras
 
-from sercseg_tf.labels import NUM_CLASSES, SAMPLE_IMAGE
+from sercseg_tf.formats import SAMPLE_IMAGE
+from sercseg_tf.labels import NUM_CLASSES
 from sercseg_tf.model.aspp import ASPP, atrous_rates_for_output_stride
 from sercseg_tf.model.decoder import DeepLabV3PlusDecoder, ResizeLike
 from sercseg_tf.model.resnet import resnet50_features

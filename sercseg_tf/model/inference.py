@@ -27,11 +27,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sercseg_tf.labels import SERVING_INPUT, SERVING_PRED, SERVING_PROBS
+from sercseg_tf.formats import SERVING_INPUT, SERVING_PRED, SERVING_PROBS, SERVING_SIGNATURE
 from sercseg_tf.model.preprocessing import preprocess_images
 from sercseg_tf.model.resnet import check_output_stride
-
-SERVING_SIGNATURE = "serving_default"
 
 
 def scaled_size(height, width, image_scale: float):

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import keras
 
-from sercseg_tf.labels import SAMPLE_IMAGE
+from sercseg_tf.formats import SAMPLE_IMAGE
 
 # Keras Applications ResNet-50: (stage name, bottleneck filters, blocks, nominal stride).
 RESNET50_STAGES: tuple[tuple[str, int, int, int], ...] = (

@@ -24,36 +24,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from sercseg_tf import labels  # noqa: E402
-from sercseg_tf.reporting import layout, tables  # noqa: E402
+from sercseg_tf import features, labels, layout, visualize  # noqa: E402
+from sercseg_tf.reporting import tables  # noqa: E402
 
 DPI = 110
 TIP_CROP_HALF = 64  # half side of the Figure 6 close-up, px
 _FILE_COLUMNS = ("image_file", "manual_file", "auto_file")
-
-
-def colorize(label_map: np.ndarray) -> np.ndarray:
-    """Maps a class label map to RGB with ``labels.CLASS_COLOURS`` (ignore -> IGNORE_COLOUR)."""
-    lut = np.zeros((256, 3), np.uint8)
-    for c, rgb in enumerate(labels.CLASS_COLOURS):
-        lut[c] = rgb
-    lut[labels.IGNORE_LABEL] = labels.IGNORE_COLOUR
-    return lut[np.asarray(label_map, dtype=np.uint8)]
-
-
-def overlay(image_rgb: np.ndarray, label_map: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """Blends class colours over an image where the label is not background."""
-    img = np.asarray(image_rgb, dtype=np.float32)
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=2)
-    lab = np.asarray(label_map)
-    if lab.shape != img.shape[:2]:
-        lab = np.asarray(Image.fromarray(lab.astype(np.uint8)).resize(
-            (img.shape[1], img.shape[0]), Image.NEAREST))
-    col = colorize(lab).astype(np.float32)
-    fg = (lab != labels.BACKGROUND)[..., None]
-    out = np.where(fg, (1 - alpha) * img + alpha * col, img)
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
 def _save(fig, path: pathlib.Path) -> pathlib.Path:
@@ -188,8 +164,8 @@ def figure4_case(frames_case: pd.DataFrame, fold_predict_dir: pathlib.Path,
                                                           layout.IOU_COLUMNS, strict=True)
                     if np.isfinite(row[c]))
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    panels = [(img, "(a) input"), (overlay(img, man), "(b) manual (ground truth)"),
-              (overlay(img, aut), "(c) automatic (DeepLab)")]
+    panels = [(img, "(a) input"), (visualize.overlay(img, man), "(b) manual (ground truth)"),
+              (visualize.overlay(img, aut), "(c) automatic (DeepLab)")]
     for ax, (im, title) in zip(axes, panels, strict=True):
         ax.imshow(im)
         ax.set_title(title)
@@ -266,7 +242,7 @@ def bland_altman_plot(frames: pd.DataFrame, path: pathlib.Path) -> pathlib.Path 
     plotted = False
     cases = sorted(frames["case"].unique()) if len(frames) else []
     cmap = plt.get_cmap("tab20")
-    for ax, f in zip(axes.ravel(), layout.FEATURES, strict=True):
+    for ax, f in zip(axes.ravel(), features.FEATURES, strict=True):
         a = frames[f"auto_{f}"].to_numpy(np.float64)
         m = frames[f"manual_{f}"].to_numpy(np.float64)
         ok = np.isfinite(a) & np.isfinite(m)
@@ -300,7 +276,7 @@ def scatter_plot(frames: pd.DataFrame, path: pathlib.Path) -> pathlib.Path | Non
     """Automatic against manual value per feature with the identity line."""
     fig, axes = plt.subplots(1, 4, figsize=(16, 4), layout="constrained")
     plotted = False
-    for ax, f in zip(axes, layout.FEATURES, strict=True):
+    for ax, f in zip(axes, features.FEATURES, strict=True):
         a = frames[f"auto_{f}"].to_numpy(np.float64)
         m = frames[f"manual_{f}"].to_numpy(np.float64)
         ok = np.isfinite(a) & np.isfinite(m)

@@ -27,8 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from sercseg_tf import labels, metrics, paper_values
-from sercseg_tf.reporting import layout
+from sercseg_tf import features, labels, layout, metrics, paper_values
 
 CASE_COLUMN = "case"
 AVERAGE_LABEL = "AVG"
@@ -147,7 +146,7 @@ def table3_relative_error(frames: pd.DataFrame,
     for case, grp in re.groupby(CASE_COLUMN):
         row = {}
         fcase = frames[frames[CASE_COLUMN] == case]
-        for f in layout.FEATURES:
+        for f in features.FEATURES:
             v = grp[f].to_numpy(dtype=np.float64)
             v = v[np.isfinite(v)]
             row[f"{f}_avg"] = float(v.mean()) if v.size else np.nan
@@ -173,7 +172,7 @@ def relative_error_frames(frames: pd.DataFrame,
     """Per-frame relative errors (eq. 5) [%]: columns case, frame, f1..f4."""
     floor = RELATIVE_ERROR_FLOOR if floor is None else floor
     out = frames[[CASE_COLUMN, "frame"]].copy()
-    for f in layout.FEATURES:
+    for f in features.FEATURES:
         out[f] = relative_error(frames[f"auto_{f}"], frames[f"manual_{f}"], floor.get(f, 0.0))
     return out
 
@@ -186,7 +185,7 @@ def agreement(frames: pd.DataFrame) -> pd.DataFrame:
     Euclidean needle-tip distance: only n, mae and median_ae apply there.
     """
     rows = {}
-    for f in layout.FEATURES:
+    for f in features.FEATURES:
         a = frames[f"auto_{f}"].to_numpy(dtype=np.float64)
         m = frames[f"manual_{f}"].to_numpy(dtype=np.float64)
         pa, pm = _paired(a, m)
@@ -219,7 +218,7 @@ def absolute_error(frames: pd.DataFrame) -> pd.DataFrame:
     rows = {}
     for case, grp in frames.groupby(CASE_COLUMN):
         row = {}
-        for f in layout.FEATURES:
+        for f in features.FEATURES:
             ae = np.abs(grp[f"auto_{f}"].to_numpy(np.float64)
                         - grp[f"manual_{f}"].to_numpy(np.float64))
             ae = ae[np.isfinite(ae)]
@@ -294,7 +293,7 @@ def table2_rows(t2: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
 def table3_rows(t3: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Header and rows of Table 3 (AVG, SD per feature) with ours and paper side by side."""
     header = ["Case"]
-    for f in layout.FEATURES:
+    for f in features.FEATURES:
         for s in ("AVG", "SD"):
             header += [f"{f} {s} (ours)", f"{f} {s} (paper)"]
     cases = [c for c in t3.index if c != AVERAGE_LABEL]
@@ -305,7 +304,7 @@ def table3_rows(t3: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         paper = (paper_values.TABLE3_AVERAGE if c == AVERAGE_LABEL
                  else paper_values.TABLE3_RELATIVE_ERROR.get(c))
         row = [_case_label(c)]
-        for f in layout.FEATURES:
+        for f in features.FEATURES:
             for s in ("avg", "sd"):
                 row.append(_fmt(ours[f"{f}_{s}"] if ours is not None else None, 2))
                 row.append(_fmt(paper[f"{f}_{s}"] if paper is not None else None, 2))

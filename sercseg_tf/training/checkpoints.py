@@ -15,18 +15,13 @@ initial value.
 from __future__ import annotations
 
 import os
-import pathlib
 
 import keras
 import tensorflow as tf
 from absl import logging
 
-from sercseg_tf.config import ExperimentConfig, fold_dir
-
-
-def checkpoint_dir(model_dir: str | os.PathLike, fold: int) -> pathlib.Path:
-    """``MODEL_DIR/fold_NN/checkpoints``."""
-    return fold_dir(model_dir, fold) / "checkpoints"
+from sercseg_tf import layout
+from sercseg_tf.config import ExperimentConfig
 
 
 def model_variables(model: keras.Model) -> dict[str, tf.Variable]:
@@ -66,7 +61,7 @@ def latest_checkpoint(model_dir: str | os.PathLike, fold: int) -> str:
     Raises:
       FileNotFoundError: the fold has no checkpoint yet (train it first).
     """
-    directory = checkpoint_dir(model_dir, fold)
+    directory = layout.checkpoint_dir(model_dir, fold)
     path = tf.train.latest_checkpoint(str(directory))
     if path is None:
         raise FileNotFoundError(

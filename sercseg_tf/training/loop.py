@@ -31,36 +31,12 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from sercseg_tf import labels
-from sercseg_tf.config import ExperimentConfig, fold_dir, save_config
+from sercseg_tf import formats, labels, layout
+from sercseg_tf.config import ExperimentConfig, save_config
+from sercseg_tf.training.losses import masked_cross_entropy_sums
 
 TRAIN_HISTORY_COLUMNS = ("step", "loss")
 EVAL_HISTORY_COLUMNS = ("step", "loss", "iou_oocyte", "iou_serc", "iou_needle", "miou")
-
-
-def masked_cross_entropy_sums(label: tf.Tensor, logits: tf.Tensor,
-                              ignore_label: int = labels.IGNORE_LABEL
-                              ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Softmax cross-entropy summed over non-ignore pixels, and their count.
-
-    Implements ``S = sum_{i: y_i != ignore} -log softmax(z_i)[y_i]`` and
-    ``N = |{i: y_i != ignore}|``; the mean loss is ``S / N``.
-
-    Args:
-      label: int ``[B, H, W]`` class ids (``ignore_label`` = excluded).
-      logits: float ``[B, H, W, C]``.
-      ignore_label: label value excluded from loss and count.
-
-    Returns:
-      ``(S, N)`` float32 scalars.
-    """
-    label = tf.cast(label, tf.int32)
-    valid = tf.not_equal(label, ignore_label)
-    safe_label = tf.where(valid, label, tf.zeros_like(label))
-    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=safe_label, logits=tf.cast(logits, tf.float32))
-    ce = tf.where(valid, ce, tf.zeros_like(ce))
-    return tf.reduce_sum(ce), tf.reduce_sum(tf.cast(valid, tf.float32))
 
 
 def make_train_step(strategy: tf.distribute.Strategy, model: keras.Model,
@@ -127,7 +103,7 @@ def train_fold(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
     """
     from sercseg_tf.data import dataset as dataset_lib
     from sercseg_tf.data import tfrecord
-    from sercseg_tf.training import checkpoints, distribute, heldout, modeling, summaries
+    from sercseg_tf.training import checkpoints, distribute, evaluator, modeling, summaries
     from sercseg_tf.training.summaries import HistoryCsv
 
     if isinstance(strategy, str):
@@ -138,11 +114,10 @@ def train_fold(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
     chief = distribute.is_chief(strategy)
     keras.utils.set_random_seed(config.seed)
 
-    run_dir = fold_dir(model_dir, fold)
     train_cases, held_out = dataset_lib.fold_cases(tfrecord_dir, fold)
     if not train_cases:
         raise ValueError(f"{tfrecord_dir}: fold {fold} leaves no case to train on")
-    ckpt_dir = checkpoints.checkpoint_dir(model_dir, fold)
+    ckpt_dir = layout.checkpoint_dir(model_dir, fold)
     if not chief:  # MultiWorkerMirrored: other workers save to a throw-away folder.
         ckpt_dir = ckpt_dir / f"worker_tmp_{strategy.cluster_resolver.task_id}"
 
@@ -170,7 +145,7 @@ def train_fold(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
         image_scale=config.image_scale, min_scale=config.min_scale,
         max_scale=config.max_scale, scale_step=config.scale_step, flip=config.flip,
         seed=config.seed + start_step, shuffle_buffer=config.shuffle_buffer)
-    train_ds = train_ds.map(lambda s: (s[labels.SAMPLE_IMAGE], s[labels.SAMPLE_LABEL]))
+    train_ds = train_ds.map(lambda s: (s[formats.SAMPLE_IMAGE], s[formats.SAMPLE_LABEL]))
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     train_ds = train_ds.with_options(options)
@@ -178,26 +153,26 @@ def train_fold(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
     train_step = make_train_step(strategy, model, optimizer)
 
     if chief:
-        save_config(config, run_dir / "config.yaml")
-        train_writer = tf.summary.create_file_writer(str(run_dir / "train"))
-        eval_writer = tf.summary.create_file_writer(str(run_dir / "eval"))
-        train_history = HistoryCsv(run_dir / "train" / "history.csv", TRAIN_HISTORY_COLUMNS,
-                                   resume_step=start_step)
-        eval_history = HistoryCsv(run_dir / "eval" / "history.csv", EVAL_HISTORY_COLUMNS,
-                                  resume_step=start_step)
+        save_config(config, layout.config_path(model_dir, fold))
+        train_writer = tf.summary.create_file_writer(str(layout.train_dir(model_dir, fold)))
+        eval_writer = tf.summary.create_file_writer(str(layout.eval_dir(model_dir, fold)))
+        train_history = HistoryCsv(layout.train_dir(model_dir, fold) / layout.HISTORY_CSV,
+                                   TRAIN_HISTORY_COLUMNS, resume_step=start_step)
+        eval_history = HistoryCsv(layout.eval_dir(model_dir, fold) / layout.HISTORY_CSV,
+                                  EVAL_HISTORY_COLUMNS, resume_step=start_step)
     else:
         train_writer = eval_writer = tf.summary.create_noop_writer()
         train_history = eval_history = None
 
-    eval_ds = heldout.heldout_dataset(tfrecord_dir, held_out, config.eval_max_images)
-    predict_step = heldout.make_predict_step(model, config)
+    eval_ds = evaluator.heldout_dataset(tfrecord_dir, held_out, config.eval_max_images)
+    predict_step = evaluator.make_predict_step(model, config)
     last_eval: dict[str, float] = {}
 
     def run_eval(step: int) -> None:
         if not chief:
             return
         t0 = time.perf_counter()
-        result = heldout.evaluate_heldout(model, config, eval_ds,
+        result = evaluator.evaluate_heldout(model, config, eval_ds,
                                           num_panels=config.num_summary_images,
                                           predict_step=predict_step)
         means = result.class_means()

@@ -18,8 +18,6 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from sercseg_tf import labels
-
 
 def _metadata(plugin: str, data_class: int, description: str = "") -> bytes:
     meta = summary_pb2.SummaryMetadata(
@@ -46,49 +44,6 @@ def write_images(tag: str, images: np.ndarray, step: int, description: str = "")
     tf.summary.write(tag, tensor, step=step,
                      metadata=_metadata("images", summary_pb2.DATA_CLASS_BLOB_SEQUENCE,
                                         description))
-
-
-def colourize(label_map: np.ndarray) -> np.ndarray:
-    """Class-id map ``[H, W]`` -> RGB ``[H, W, 3]`` uint8 with `labels.CLASS_COLOURS`.
-
-    The ignore label gets `labels.IGNORE_COLOUR`; any other unknown id stays black.
-    """
-    label_map = np.asarray(label_map)
-    if label_map.ndim == 3:
-        label_map = label_map[..., 0]
-    palette = np.zeros((256, 3), np.uint8)
-    palette[: len(labels.CLASS_COLOURS)] = np.asarray(labels.CLASS_COLOURS, np.uint8)
-    palette[labels.IGNORE_LABEL] = labels.IGNORE_COLOUR
-    return palette[np.clip(label_map, 0, 255).astype(np.uint8)]
-
-
-def overlay(image: np.ndarray, label_map: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Blends class colours over an RGB frame: ``out = (1-a)·image + a·colour``.
-
-    Background pixels (class 0) are left untouched so the frame stays readable.
-
-    Args:
-      image: uint8 ``[H, W, 3]`` RGB.
-      label_map: ``[H, W]`` (or ``[H, W, 1]``) class ids of the same size.
-      alpha: opacity of the class colour.
-
-    Returns:
-      uint8 ``[H, W, 3]``.
-    """
-    image = np.asarray(image, np.float32)
-    label_map = np.asarray(label_map)
-    if label_map.ndim == 3:
-        label_map = label_map[..., 0]
-    colours = colourize(label_map).astype(np.float32)
-    blend = (1.0 - alpha) * image + alpha * colours
-    mask = (label_map != labels.BACKGROUND)[..., None]
-    return np.clip(np.rint(np.where(mask, blend, image)), 0, 255).astype(np.uint8)
-
-
-def overlay_panel(image: np.ndarray, gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """``[input | ground-truth overlay | prediction overlay]`` side by side, uint8."""
-    return np.concatenate([np.asarray(image, np.uint8), overlay(image, gt), overlay(image, pred)],
-                          axis=1)
 
 
 class HistoryCsv:

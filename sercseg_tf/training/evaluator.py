@@ -1,4 +1,4 @@
-"""Prediction and per-image IoU on the held-out case (periodic eval and `evaluate`).
+"""The held-out evaluator: prediction and per-image IoU of one case (periodic eval and `evaluate`).
 
 Frames are read straight from the case's TFRecord shards at full resolution (uint8),
 predicted with `inference.predict_logits` (which applies ``image_scale``, pads to
@@ -16,7 +16,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from sercseg_tf import labels
+from sercseg_tf import formats, labels
 from sercseg_tf.config import ExperimentConfig
 
 IOU_COLUMNS = tuple(labels.CLASS_NAMES[c] for c in labels.EVAL_CLASSES)  # oocyte, serc, needle
@@ -48,7 +48,7 @@ def make_predict_step(model, config: ExperimentConfig):
     non-ignore pixels and ``n`` their count (held-out loss = sum ce / sum n).
     """
     from sercseg_tf.model import inference
-    from sercseg_tf.training.loop import masked_cross_entropy_sums
+    from sercseg_tf.training.losses import masked_cross_entropy_sums
 
     @tf.function(reduce_retracing=True)
     def step(images, label):
@@ -96,14 +96,14 @@ def evaluate_heldout(model, config: ExperimentConfig, dataset: tf.data.Dataset,
       A `HeldoutResult`; rows have keys case, frame, filename, oocyte, serc, needle.
     """
     from sercseg_tf import metrics
-    from sercseg_tf.training.summaries import overlay_panel
+    from sercseg_tf.visualize import overlay_panel
 
     step = predict_step or make_predict_step(model, config)
     rows, panels = [], []
     ce_total, count_total = 0.0, 0.0
     for sample in dataset:
-        image = sample[labels.SAMPLE_IMAGE]
-        label = sample[labels.SAMPLE_LABEL]
+        image = sample[formats.SAMPLE_IMAGE]
+        label = sample[formats.SAMPLE_LABEL]
         pred, ce, count = step(image, label)
         ce_total += float(ce)
         count_total += float(count)
@@ -112,9 +112,9 @@ def evaluate_heldout(model, config: ExperimentConfig, dataset: tf.data.Dataset,
         ious = metrics.per_class_iou(pred_np, gt_np, classes=labels.EVAL_CLASSES,
                                      ignore_label=labels.IGNORE_LABEL)
         row = {
-            "case": int(sample[labels.SAMPLE_CASE_ID].numpy()[0]),
-            "frame": int(sample[labels.SAMPLE_FRAME_ID].numpy()[0]),
-            "filename": sample[labels.SAMPLE_FILENAME].numpy()[0].decode("utf-8"),
+            "case": int(sample[formats.SAMPLE_CASE_ID].numpy()[0]),
+            "frame": int(sample[formats.SAMPLE_FRAME_ID].numpy()[0]),
+            "filename": sample[formats.SAMPLE_FILENAME].numpy()[0].decode("utf-8"),
         }
         for class_id, name in zip(labels.EVAL_CLASSES, IOU_COLUMNS, strict=True):
             row[name] = float(ious[class_id])

@@ -1,11 +1,16 @@
-"""File layout shared by ``tools/run_loocv.py`` (writer) and ``sercseg_tf.report`` (reader).
+"""The run layout: every file and folder name under ``MODEL_DIR``, in one place.
 
 A leave-one-case-out run lives in ``MODEL_DIR``::
 
-  MODEL_DIR/fold_05/{checkpoints,train,eval,export}     (TRAIN's layout)
+  MODEL_DIR/fold_05/config.yaml                         the run's config (train writes it)
+  MODEL_DIR/fold_05/checkpoints/ckpt-N.*                tf.train.CheckpointManager
+  MODEL_DIR/fold_05/train/{events,history.csv}          TensorBoard + step, loss
+  MODEL_DIR/fold_05/eval/{events,history.csv}           periodic held-out evaluation
+  MODEL_DIR/fold_05/eval/{iou.csv,iou_mean.csv}         `sercseg_tf.evaluate`
+  MODEL_DIR/fold_05/export/                             SavedModel (`sercseg_tf.export`)
   MODEL_DIR/fold_05/predict/frames.csv                  one row per held-out frame
   MODEL_DIR/fold_05/predict/{image,manual,auto}/NNNN.*  input JPEG, label PNGs
-  MODEL_DIR/loocv_status.json                           per-fold status of run_loocv
+  MODEL_DIR/loocv_status.json                           per-fold status of the LOOCV run
   MODEL_DIR/report/                                     tables, figures, index.html
 
 ``frames.csv`` columns: ``case, frame, filename, image_file, manual_file, auto_file``,
@@ -13,6 +18,8 @@ A leave-one-case-out run lives in ``MODEL_DIR``::
 then for ``src`` in (manual, auto): ``{src}_f1 .. {src}_f4, {src}_S_s, {src}_L_s,
 {src}_S_o, {src}_oocyte_cx, {src}_oocyte_cy, {src}_tip_x, {src}_tip_y,
 {src}_entry_side, {src}_n_serc_clusters, {src}_nan_reasons``, and ``tip_error_px``.
+
+No TensorFlow here; the only file this module reads or writes is ``loocv_status.json``.
 """
 
 from __future__ import annotations
@@ -24,23 +31,63 @@ from collections.abc import Iterable
 
 from sercseg_tf import atomic_io, labels
 
+CONFIG_YAML = "config.yaml"
+CHECKPOINTS_SUBDIR = "checkpoints"
+TRAIN_SUBDIR = "train"
+EVAL_SUBDIR = "eval"
+EXPORT_SUBDIR = "export"
 PREDICT_SUBDIR = "predict"
+HISTORY_CSV = "history.csv"
+IOU_CSV = "iou.csv"
+IOU_MEAN_CSV = "iou_mean.csv"
 FRAMES_CSV = "frames.csv"
 IMAGE_SUBDIR = "image"
 MANUAL_SUBDIR = "manual"
 AUTO_SUBDIR = "auto"
-EXPORT_SUBDIR = "export"
 STATUS_JSON = "loocv_status.json"
 REPORT_SUBDIR = "report"
+SAVED_MODEL_PB = "saved_model.pb"
+# The two sources of a label map in frames.csv: the annotator's and the model's.
 SOURCES: tuple[str, ...] = ("manual", "auto")
-FEATURES: tuple[str, ...] = ("f1", "f2", "f3", "f4")
 # IoU columns in frames.csv, one per evaluated class (labels.EVAL_CLASSES).
 IOU_COLUMNS: tuple[str, ...] = tuple(f"iou_{labels.CLASS_NAMES[c]}" for c in labels.EVAL_CLASSES)
+
+_FOLD_PREFIX = "fold_"
 
 
 def fold_dir(model_dir: str | os.PathLike, fold: int) -> pathlib.Path:
     """Returns ``MODEL_DIR/fold_NN``."""
-    return pathlib.Path(model_dir) / f"fold_{int(fold):02d}"
+    return pathlib.Path(model_dir) / f"{_FOLD_PREFIX}{int(fold):02d}"
+
+
+def config_path(model_dir: str | os.PathLike, fold: int) -> pathlib.Path:
+    """Returns ``MODEL_DIR/fold_NN/config.yaml``, the config the fold was trained with."""
+    return fold_dir(model_dir, fold) / CONFIG_YAML
+
+
+def checkpoint_dir(model_dir: str | os.PathLike, fold: int) -> pathlib.Path:
+    """Returns ``MODEL_DIR/fold_NN/checkpoints``."""
+    return fold_dir(model_dir, fold) / CHECKPOINTS_SUBDIR
+
+
+def train_dir(model_dir: str | os.PathLike, fold: int) -> pathlib.Path:
+    """Returns ``MODEL_DIR/fold_NN/train`` (TensorBoard events and ``history.csv``)."""
+    return fold_dir(model_dir, fold) / TRAIN_SUBDIR
+
+
+def eval_dir(model_dir: str | os.PathLike, fold: int) -> pathlib.Path:
+    """Returns ``MODEL_DIR/fold_NN/eval`` (events, ``history.csv``, ``iou*.csv``)."""
+    return fold_dir(model_dir, fold) / EVAL_SUBDIR
+
+
+def export_dir(model_dir: str | os.PathLike, fold: int) -> pathlib.Path:
+    """Returns ``MODEL_DIR/fold_NN/export`` (the SavedModel)."""
+    return fold_dir(model_dir, fold) / EXPORT_SUBDIR
+
+
+def has_export(model_dir: str | os.PathLike, fold: int) -> bool:
+    """True when the fold's SavedModel is complete (its ``saved_model.pb`` exists)."""
+    return (export_dir(model_dir, fold) / SAVED_MODEL_PB).is_file()
 
 
 def predict_dir(model_dir: str | os.PathLike, fold: int) -> pathlib.Path:
@@ -53,12 +100,21 @@ def frames_csv(model_dir: str | os.PathLike, fold: int) -> pathlib.Path:
     return predict_dir(model_dir, fold) / FRAMES_CSV
 
 
+def status_json(model_dir: str | os.PathLike) -> pathlib.Path:
+    """Returns ``MODEL_DIR/loocv_status.json``."""
+    return pathlib.Path(model_dir) / STATUS_JSON
+
+
+def report_dir(model_dir: str | os.PathLike) -> pathlib.Path:
+    """Returns ``MODEL_DIR/report``."""
+    return pathlib.Path(model_dir) / REPORT_SUBDIR
+
+
 def list_folds(model_dir: str | os.PathLike) -> list[int]:
     """Returns the fold numbers that have a ``fold_NN`` directory, sorted."""
-    root = pathlib.Path(model_dir)
     folds = []
-    for p in root.glob("fold_*"):
-        suffix = p.name[len("fold_"):]
+    for p in pathlib.Path(model_dir).glob(f"{_FOLD_PREFIX}*"):
+        suffix = p.name[len(_FOLD_PREFIX):]
         if p.is_dir() and suffix.isdigit():
             folds.append(int(suffix))
     return sorted(folds)
@@ -66,7 +122,7 @@ def list_folds(model_dir: str | os.PathLike) -> list[int]:
 
 def read_status(model_dir: str | os.PathLike) -> dict[int, dict]:
     """Reads ``loocv_status.json`` as ``{fold: {"status": ..., ...}}`` ({} if absent)."""
-    path = pathlib.Path(model_dir) / STATUS_JSON
+    path = status_json(model_dir)
     if not path.exists():
         return {}
     raw = json.loads(path.read_text(encoding="utf-8"))
@@ -76,8 +132,8 @@ def read_status(model_dir: str | os.PathLike) -> dict[int, dict]:
 def write_status(model_dir: str | os.PathLike, status: dict[int, dict]) -> pathlib.Path:
     """Writes ``loocv_status.json`` atomically (folds sorted)."""
     payload = {"folds": {f"{k:02d}": status[k] for k in sorted(status)}}
-    return atomic_io.atomic_write_text(pathlib.Path(model_dir) / STATUS_JSON,
-                             json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
+    return atomic_io.atomic_write_text(status_json(model_dir), text)
 
 
 def parse_folds(spec: str | Iterable[int] | None) -> list[int] | None:

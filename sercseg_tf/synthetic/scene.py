@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from sercseg_tf.data.synthetic_geometry import (
+from sercseg_tf.synthetic.geometry import (
     Deformation,
     NeedleGeometry,
     NeedleMotion,

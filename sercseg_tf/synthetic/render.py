@@ -18,8 +18,8 @@ import math
 import cv2
 import numpy as np
 
-from sercseg_tf.data.synthetic_geometry import StarShape, smoothstep
-from sercseg_tf.data.synthetic_scene import CaseScene, FrameGeometry
+from sercseg_tf.synthetic.geometry import StarShape, smoothstep
+from sercseg_tf.synthetic.scene import CaseScene, FrameGeometry
 
 _NOISE_POOL = 8
 _NOISE_MARGIN = 32

@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 from absl import logging
 
-from sercseg_tf import atomic_io, labels
+from sercseg_tf import atomic_io, labels, paper_values
 from sercseg_tf.data import video
-from sercseg_tf.data.synthetic_geometry import human_polygon, polygon_area, polygon_circularity
-from sercseg_tf.data.synthetic_render import CaseRenderer
-from sercseg_tf.data.synthetic_scene import (
+from sercseg_tf.synthetic.geometry import human_polygon, polygon_area, polygon_circularity
+from sercseg_tf.synthetic.render import CaseRenderer
+from sercseg_tf.synthetic.scene import (
     CaseScene,
     FrameGeometry,
     draw_scene,
@@ -297,7 +297,7 @@ def generate_dataset(
       output_dir: root folder (created).
       num_cases: cases 1..num_cases.
       frames_per_case: annotated frames (= video seconds) per case; None uses the
-        paper's Table 1 (labels.PAPER_FRAMES_PER_CASE, cycled beyond 11 cases); an int
+        paper's Table 1 (paper_values.FRAMES_PER_CASE, cycled beyond 11 cases); an int
         applies to every case; a sequence gives one count per case.
       seed: dataset seed; case c uses default_rng([seed, c, stream]).
       write_video: also write caseNN/video.wmv (24 fps x N seconds).
@@ -313,7 +313,7 @@ def generate_dataset(
     tasks = []
     for case_id in range(1, num_cases + 1):
         if frames_per_case is None:
-            n = labels.PAPER_FRAMES_PER_CASE[(case_id - 1) % len(labels.PAPER_FRAMES_PER_CASE)]
+            n = paper_values.FRAMES_PER_CASE[(case_id - 1) % len(paper_values.FRAMES_PER_CASE)]
         elif isinstance(frames_per_case, int):
             n = frames_per_case
         else:
@@ -369,24 +369,13 @@ def _generate_one(
     return final, time.perf_counter() - start
 
 
-def render_overlay(image_rgb: np.ndarray, shapes: list[dict], alpha: float = 0.45) -> np.ndarray:
-    """Returns the image with LabelMe polygons filled in the class colours (ICSI order)."""
-    from PIL import Image, ImageDraw
+def render_overlay(image_rgb: np.ndarray, shapes: list[dict]) -> np.ndarray:
+    """Returns the image with its LabelMe shapes rasterised and overlaid (ICSI order)."""
+    from sercseg_tf import visualize
+    from sercseg_tf.data import labelme
 
-    h, w = image_rgb.shape[:2]
-    label = Image.new("L", (w, h), 0)
-    draw = ImageDraw.Draw(label)
-    for cls in labels.ICSI_PAINT_ORDER:
-        for shape in shapes:
-            name = labels.normalize_label_name(shape["label"])
-            if labels.DEFAULT_LABEL_MAP.get(name) == cls:
-                draw.polygon([tuple(p) for p in shape["points"]], fill=cls, outline=cls)
-    lab = np.asarray(label)
-    colours = np.asarray(labels.CLASS_COLOURS, dtype=np.float32)
-    out = image_rgb.astype(np.float32)
-    fg = lab > 0
-    out[fg] = (1 - alpha) * out[fg] + alpha * colours[lab[fg]]
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    label = labelme.rasterize_shapes(shapes, image_rgb.shape[0], image_rgb.shape[1])
+    return visualize.overlay(image_rgb, label)
 
 
 def save_examples(

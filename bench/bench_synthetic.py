@@ -4,17 +4,18 @@ Usage:
   python bench/bench_synthetic.py                      # default 11 cases (579 annotated,
                                                        # 13,896 video frames), temp dir
   python bench/bench_synthetic.py --num_cases 2 --frames_per_case 10
-  python bench/bench_synthetic.py --no_video           # annotated frames only
+  python bench/bench_synthetic.py --novideo            # annotated frames only
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import tempfile
 import time
 from pathlib import Path
+
+from absl import app, flags
 
 from sercseg_tf import paper_values
 from sercseg_tf.synthetic import generator as synthetic
@@ -29,15 +30,17 @@ def _digest(root: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--num_cases", type=int, default=11)
-    parser.add_argument("--frames_per_case", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no_video", action="store_true")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--output_dir", default=None, help="Keep the output here.")
-    args = parser.parse_args()
+flags.DEFINE_integer("num_cases", 11, "Cases to generate.")
+flags.DEFINE_integer("frames_per_case", None, "Annotated frames per case; default Table 1.")
+flags.DEFINE_integer("seed", 0, "Dataset seed.")
+flags.DEFINE_boolean("video", True, "Also render and encode the videos (--novideo: off).")
+flags.DEFINE_integer("num_workers", 1, "Cases generated in parallel.")
+flags.DEFINE_string("output_dir", None, "Keep the output here (default: a temp dir).")
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    args = flags.FLAGS
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.output_dir or tmp)
         start = time.perf_counter()
@@ -47,8 +50,8 @@ def main() -> None:
             args.num_cases,
             args.frames_per_case,
             args.seed,
-            write_video=not args.no_video,
-            workers=args.workers,
+            write_video=args.video,
+            workers=args.num_workers,
         )
         elapsed = time.perf_counter() - start
         cpu = time.process_time() - cpu_start
@@ -60,25 +63,25 @@ def main() -> None:
         else:
             counts = [args.frames_per_case] * args.num_cases
         annotated = sum(counts)
-        video_frames = 0 if args.no_video else 24 * annotated
-        rendered = annotated if args.no_video else video_frames
+        video_frames = 0 if not args.video else 24 * annotated
+        rendered = annotated if not args.video else video_frames
         size_mb = sum(p.stat().st_size for c in paths for p in c.iterdir()) / 2**20
         result = {
             "cases": len(paths),
             "annotated_frames": annotated,
             "video_frames": video_frames,
             "seconds": round(elapsed, 2),
-            "workers": args.workers,
+            "num_workers": args.num_workers,
             "rendered_frames_per_s": round(rendered / elapsed, 1),
             "annotated_frames_per_s": round(annotated / elapsed, 2),
             "output_mb": round(size_mb, 1),
             "digest": _digest(out),
         }
-        if args.workers == 1:  # CPU time of this process; wall time is noisy on a shared box
+        if args.num_workers == 1:  # CPU time of this process; wall time is noisy on a shared box
             result["cpu_seconds"] = round(cpu, 2)
             result["rendered_frames_per_cpu_s"] = round(rendered / cpu, 1)
         print(json.dumps(result))
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

@@ -23,8 +23,10 @@ import yaml
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "paper.yaml"
 
-# Values of `init_checkpoint` that mean "random initialisation".
-RANDOM_INIT = ("", "none", "None", "null")
+# Values of `init_checkpoint` that mean "random initialisation" (compared lower-cased).
+RANDOM_INIT = ("", "none", "null")
+# tf.distribute strategies of --strategy (built by `sercseg_tf.training.distribute`).
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 
 
 class ConfigError(ValueError):
@@ -94,7 +96,7 @@ class ExperimentConfig:
     @property
     def init_checkpoint_path(self) -> str | None:
         """The expanded ImageNet weights path, or None for random initialisation."""
-        if self.init_checkpoint in RANDOM_INIT:
+        if self.init_checkpoint.strip().lower() in RANDOM_INIT:
             return None
         return os.path.expanduser(os.path.expandvars(self.init_checkpoint))
 
@@ -281,6 +283,22 @@ def define_flags(flag_values: Any = None) -> None:
     for name, f in CONFIG_FIELDS.items():
         define(makers[str(f.type)], name, None,
                f"{f.metadata['help']} (config key; default from --config)")
+
+
+def define_strategy_flag(flag_values: Any = None) -> None:
+    """Defines ``--strategy`` (one of `STRATEGIES`) for the commands that train.
+
+    Safe to call more than once. `sercseg_tf.train` and ``tools/run_loocv.py`` share
+    this one definition.
+    """
+    from absl import flags
+
+    fv = flag_values if flag_values is not None else flags.FLAGS
+    if "strategy" not in fv:
+        flags.DEFINE_enum("strategy", "auto", list(STRATEGIES),
+                          "tf.distribute strategy: auto (mirrored if >1 GPU, else one_device), "
+                          "one_device, mirrored, multi_worker (TF_CONFIG), tpu.",
+                          flag_values=fv)
 
 
 def config_from_flags(flag_values: Any = None) -> ExperimentConfig:

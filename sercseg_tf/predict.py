@@ -3,7 +3,7 @@
 Usage::
 
   python -m sercseg_tf.predict --saved_model runs/fold_05/export INPUT... --output_dir DIR \
-      [--every_seconds 1] [--batch_size 4] [--strict]
+      [--every_seconds 1] [--predict_batch_size 4] [--strict] [--noprogress]
 
 INPUT is a video (.wmv, .avi, .mp4), an image (.png, .jpg, .jpeg, .bmp, .tif, .tiff) or a
 folder of images (not recursive, sorted by name). For every input ``NAME`` (its file or
@@ -19,7 +19,7 @@ folder name without extension, or ``caseNN`` for a video inside a ``caseNN`` fol
 
 Videos are sampled one frame every ``--every_seconds`` by timestamp (as the paper took
 one frame per second). Frames go through the SavedModel's ``serving_default`` in batches
-of ``--batch_size`` (consecutive frames of the same size). ``features.csv`` columns: video
+of ``--predict_batch_size`` (consecutive frames of the same size). ``features.csv`` columns: video
 (the INPUT as given: video, image or folder), source (the file the frame came from),
 frame, time_s (NaN for images), f1..f4, S_s, L_s, S_s_contour, S_o, oocyte_cx, oocyte_cy, tip_x,
 tip_y, needle_entry_side, n_serc_clusters, ..., area_oocyte, area_serc, area_needle
@@ -33,7 +33,6 @@ arguments are wrong; with ``--strict`` any failed input gives 1.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import os
@@ -44,11 +43,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
+from absl import app
 from PIL import Image, UnidentifiedImageError
 
-from sercseg_tf import atomic_io, formats, labels, visualize
+from sercseg_tf import atomic_io, cli, formats, labels, visualize
 from sercseg_tf import features as features_lib
 
+FLAGS = cli.FLAGS
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 VIDEO_EXTENSIONS: tuple[str, ...] = (".wmv", ".avi", ".mp4")
 LABELS_SUBDIR = "labels"
@@ -331,47 +332,59 @@ def run_predict(saved_model: str | os.PathLike, inputs: Sequence[str | os.PathLi
     return PredictResult(processed, failures, csv_path, len(rows))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status (see the module docstring)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m sercseg_tf.predict",
-        description="Segment oocyte, sERC and needle in videos/images with an exported "
-                    "model and compute the features f1-f4 per frame.")
-    parser.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help="videos (.wmv/.avi/.mp4), images, or folders of images")
-    parser.add_argument("--saved_model", required=True, help="exported SavedModel directory")
-    parser.add_argument("--output_dir", required=True)
-    parser.add_argument("--every_seconds", type=float, default=1.0,
-                        help="video sampling period in seconds (default 1, as the paper)")
-    parser.add_argument("--batch_size", type=int, default=4)
-    parser.add_argument("--strict", action="store_true",
-                        help="exit 1 if any input failed (default: only if all failed)")
-    parser.add_argument("--no_progress", action="store_true")
-    args = parser.parse_args(argv)
-    if args.every_seconds <= 0 or args.batch_size < 1:
-        print("--every_seconds must be > 0 and --batch_size >= 1", file=sys.stderr)
+def define_flags() -> None:
+    """Defines predict's flags (idempotent; shared names via `cli.define_flag`)."""
+    cli.define_flag("string", "saved_model", None, "Exported SavedModel directory (required).")
+    cli.define_flag("string", "output_dir", None, "Output folder (required).")
+    cli.define_flag("float", "every_seconds", 1.0,
+                    "Video sampling period in seconds (1, as the paper).")
+    cli.define_flag("integer", "predict_batch_size", 4,
+                    "Frames per call of the exported model.")
+    cli.define_flag("boolean", "strict", False,
+                    "Exit 1 if any input failed (default: only if all failed).")
+    cli.define_flag("boolean", "progress", True, "Show a progress bar (--noprogress: off).")
+
+
+def main(argv: Sequence[str]) -> int:
+    """Absl entry point: ``argv[1:]`` are the inputs; returns the exit status."""
+    inputs = list(argv[1:])
+    if not inputs or not FLAGS.saved_model or not FLAGS.output_dir:
+        print("predict: give INPUT..., --saved_model and --output_dir (see --helpfull)",
+              file=sys.stderr)
+        return 1
+    if FLAGS.every_seconds <= 0 or FLAGS.predict_batch_size < 1:
+        print("predict: --every_seconds must be > 0 and --predict_batch_size >= 1",
+              file=sys.stderr)
         return 1
     from sercseg_tf.model import inference
 
     try:
-        serving_fn = inference.load_serving_fn(args.saved_model)
+        serving_fn = inference.load_serving_fn(FLAGS.saved_model)
     except Exception as e:  # noqa: BLE001 - any load failure is one line and exit 1
-        print(f"{args.saved_model}: cannot load the model ({type(e).__name__}: {e})",
+        print(f"{FLAGS.saved_model}: cannot load the model ({type(e).__name__}: {e})",
               file=sys.stderr)
         return 1
-    res = run_predict(args.saved_model, args.inputs, args.output_dir, args.every_seconds,
-                      args.batch_size, progress=not args.no_progress, serving_fn=serving_fn)
-    print(f"processed {len(res.processed)} of {len(args.inputs)} input(s), {res.num_frames} "
+    res = run_predict(FLAGS.saved_model, inputs, FLAGS.output_dir, FLAGS.every_seconds,
+                      FLAGS.predict_batch_size, progress=FLAGS.progress, serving_fn=serving_fn)
+    print(f"processed {len(res.processed)} of {len(inputs)} input(s), {res.num_frames} "
           f"frame(s); features: {res.features_csv}")
     if res.failures:
-        listing = pathlib.Path(args.output_dir) / FAILURES_TXT
+        listing = pathlib.Path(FLAGS.output_dir) / FAILURES_TXT
         print(f"{len(res.failures)} failed (listed in {listing}):", file=sys.stderr)
         for reason in res.failures.values():
             print(f"  {reason}", file=sys.stderr)
-    if not res.processed or (args.strict and res.failures):
+    if not res.processed or (FLAGS.strict and res.failures):
         return 1
     return 0
 
 
+def run(argv: Sequence[str]) -> int:
+    """Runs the command in-process on ``argv`` (flags and inputs); returns the exit status."""
+    define_flags()
+    return cli.run(main, argv, prog="predict")
+
+
+define_flags()
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    app.run(main)

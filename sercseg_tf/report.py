@@ -26,16 +26,16 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import sys
 from collections.abc import Iterable
 
 import pandas as pd
+from absl import app
 
-from sercseg_tf import atomic_io, features, layout, paper_values
+from sercseg_tf import atomic_io, cli, features, layout, paper_values
 from sercseg_tf.reporting import figures, html_page, tables
 
-TRAIN_HISTORY = ("train", "history.csv")
-EVAL_HISTORY = ("eval", "history.csv")
-EVAL_IOU = ("eval", "iou.csv")
+FLAGS = cli.FLAGS
 FIGURES_SUBDIR = "figures"
 
 
@@ -81,10 +81,10 @@ def load_histories(model_dir: str | os.PathLike,
     """Reads ``fold_NN/train/history.csv`` and ``fold_NN/eval/history.csv`` where present."""
     out: dict[int, dict[str, pd.DataFrame]] = {}
     for fold in folds:
-        fd = layout.fold_dir(model_dir, fold)
         h = {}
-        for split, rel in (("train", TRAIN_HISTORY), ("eval", EVAL_HISTORY)):
-            p = fd.joinpath(*rel)
+        for split, folder in (("train", layout.train_dir(model_dir, fold)),
+                              ("eval", layout.eval_dir(model_dir, fold))):
+            p = folder / layout.HISTORY_CSV
             if p.exists() and p.stat().st_size > 0:
                 try:
                     h[split] = pd.read_csv(p)
@@ -277,28 +277,40 @@ def build_report(model_dir: str | os.PathLike, output_dir: str | os.PathLike | N
                                 "agreement": ag, "absolute_error": ae})
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI: ``python -m sercseg_tf.report --model_dir runs [--output_dir DIR] [--folds 1-3]``."""
-    import argparse
+def define_flags() -> None:
+    """Defines the report's flags (idempotent; shared names via `cli.define_flag`)."""
+    cli.define_flag("string", "model_dir", "runs", "Runs folder; a fold is MODEL_DIR/fold_NN.")
+    cli.define_flag("string", "output_dir", None, "Output folder (report: MODEL_DIR/report).")
+    cli.define_flag("string", "folds", None,
+                    'Folds (held-out case ids), e.g. "5", "1-3", "1,5,7"; default all.')
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model_dir", default="runs")
-    parser.add_argument("--output_dir", default=None)
-    parser.add_argument("--folds", default=None, help='e.g. "5", "1-3", "1,5,7"')
-    args = parser.parse_args(argv)
-    if not pathlib.Path(args.model_dir).is_dir():
-        print(f"{args.model_dir}: not a directory")
+
+def main(argv: list[str]) -> int:
+    """Absl entry point: ``python -m sercseg_tf.report --model_dir runs [--folds 1-3]``."""
+    if len(argv) > 1:
+        print(f"report: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
+        return 1
+    if not pathlib.Path(FLAGS.model_dir).is_dir():
+        print(f"report: {FLAGS.model_dir}: not a directory", file=sys.stderr)
         return 1
     try:
-        folds = layout.parse_folds(args.folds)
+        folds = layout.parse_folds(FLAGS.folds)
     except ValueError as e:
-        print(e)
+        print(f"report: {e}", file=sys.stderr)
         return 1
-    res = build_report(args.model_dir, args.output_dir, folds=folds)
+    res = build_report(FLAGS.model_dir, FLAGS.output_dir, folds=folds)
     print(f"report: {res.index_html} ({len(res.files)} files, folds {res.folds_reported}, "
           f"failed {sorted(res.folds_failed)})")
     return 0
 
 
+def run(argv: list[str]) -> int:
+    """Runs the command in-process on ``argv``; returns the exit status."""
+    define_flags()
+    return cli.run(main, argv, prog="report")
+
+
+define_flags()
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    app.run(main)

@@ -27,8 +27,7 @@ from sercseg_tf import config as config_lib
 from sercseg_tf.config import ConfigError, ExperimentConfig
 
 config_lib.define_flags()
-flags.DEFINE_enum("strategy", "auto", ["auto", "one_device", "mirrored", "multi_worker", "tpu"],
-                  "tf.distribute strategy (auto: mirrored if >1 GPU, else one_device).")
+config_lib.define_strategy_flag()
 FLAGS = flags.FLAGS
 
 
@@ -42,7 +41,7 @@ def run_training(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
       tfrecord_dir: folder with per-case shards and ``manifest.json``.
       model_dir: runs folder; the fold writes ``model_dir/fold_NN``.
       fold: held-out case id.
-      strategy: a strategy name (`sercseg_tf.training.distribute.STRATEGIES`) or a
+      strategy: a strategy name (`sercseg_tf.config.STRATEGIES`) or a
         ``tf.distribute.Strategy``.
 
     Returns:

@@ -61,9 +61,9 @@ def inputs(tmp_path_factory) -> dict[str, pathlib.Path]:
 def test_cli_processes_good_inputs_and_reports_corrupt_one(saved_model, inputs, tmp_path,
                                                            capsys):
     out = tmp_path / "out"
-    rc = predict.main([str(inputs["video"]), str(inputs["bad_video"]), str(inputs["folder"]),
+    rc = predict.run([str(inputs["video"]), str(inputs["bad_video"]), str(inputs["folder"]),
                        "--saved_model", str(saved_model), "--output_dir", str(out),
-                       "--batch_size", "2", "--no_progress"])
+                       "--predict_batch_size", "2", "--noprogress"])
     err = capsys.readouterr().err
     assert rc == 0
     bad_lines = [line for line in err.splitlines() if line.startswith(str(inputs["bad_video"]))]
@@ -109,20 +109,20 @@ def test_all_failed_or_strict_gives_exit_1(saved_model, serving_fn, inputs, tmp_
     from sercseg_tf.model import inference
 
     real_load = inference.load_serving_fn
-    assert predict.main([str(inputs["video"]), "--saved_model", str(tmp_path),
+    assert predict.run([str(inputs["video"]), "--saved_model", str(tmp_path),
                          "--output_dir", str(tmp_path / "x")]) == 1
     assert "cannot load the model" in capsys.readouterr().err
     monkeypatch.setattr(inference, "load_serving_fn",
                         lambda path: serving_fn if path == str(saved_model) else real_load(path))
-    rc = predict.main([str(inputs["bad_video"]), str(tmp_path / "missing.avi"),
+    rc = predict.run([str(inputs["bad_video"]), str(tmp_path / "missing.avi"),
                        "--saved_model", str(saved_model), "--output_dir", str(tmp_path / "o"),
-                       "--no_progress"])
+                       "--noprogress"])
     assert rc == 1
     err = capsys.readouterr().err
     assert f"{tmp_path / 'missing.avi'}: no such file" in err
     assert not (tmp_path / "o" / "features.csv").exists()
-    rc = predict.main([str(inputs["folder"]), "--saved_model", str(saved_model),
-                       "--output_dir", str(tmp_path / "s"), "--strict", "--no_progress"])
+    rc = predict.run([str(inputs["folder"]), "--saved_model", str(saved_model),
+                       "--output_dir", str(tmp_path / "s"), "--strict", "--noprogress"])
     assert rc == 1  # c.png is corrupt
 
 

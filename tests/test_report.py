@@ -241,12 +241,12 @@ def test_paper_values_average_rows_match_case_rows():
 
 
 def test_report_cli(run_dir, tmp_path, capsys):
-    assert report.main(["--model_dir", str(run_dir), "--output_dir", str(tmp_path / "r"),
+    assert report.run(["--model_dir", str(run_dir), "--output_dir", str(tmp_path / "r"),
                         "--folds", "1"]) == 0
     t2 = pd.read_csv(tmp_path / "r" / "table2_iou.csv", index_col=0)
     assert list(t2.index) == ["1", "AVG"]
-    assert report.main(["--model_dir", str(tmp_path / "missing")]) == 1
-    assert "not a directory" in capsys.readouterr().out
+    assert report.run(["--model_dir", str(tmp_path / "missing")]) == 1
+    assert "not a directory" in capsys.readouterr().err
 
 
 def test_table1_counts_frames(built):

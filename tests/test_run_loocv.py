@@ -1,9 +1,9 @@
-"""Tests of tools/run_loocv.py: fold selection, skipping finished folds, failing folds,
-held-out prediction with an exported SavedModel, and one tiny real end-to-end run."""
+"""Tests of sercseg_tf.loocv and tools/run_loocv.py: fold selection, skipping finished
+folds, failing folds, held-out prediction with an exported SavedModel, and one tiny real
+end-to-end run of the command."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -16,19 +16,9 @@ import pytest
 from PIL import Image
 
 from sercseg_tf import atomic_io, labels, layout
+from sercseg_tf import loocv as run_loocv
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("run_loocv", REPO / "tools" / "run_loocv.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["run_loocv"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-run_loocv = _load_tool()
 
 
 @pytest.mark.parametrize("spec, want", [
@@ -75,14 +65,14 @@ class FakeStages:
 
     def export(self, cfg, model_dir, fold):
         self.calls.append(("export", fold))
-        d = run_loocv.export_dir(model_dir, fold)
+        d = layout.export_dir(model_dir, fold)
         d.mkdir(parents=True, exist_ok=True)
         (d / "saved_model.pb").write_bytes(b"fake")
         return d
 
     def predict(self, export_path, tfrecord_dir, model_dir, fold, batch_size):
         self.calls.append(("predict", fold))
-        assert pathlib.Path(export_path) == run_loocv.export_dir(model_dir, fold)
+        assert pathlib.Path(export_path) == layout.export_dir(model_dir, fold)
         rows = [run_loocv.frame_row(fold, i, f"f{i}.png", _labels_for(fold, i, 0),
                                     _labels_for(fold, i, i)) for i in range(3)]
         atomic_io.atomic_write_text(layout.frames_csv(model_dir, fold),
@@ -177,23 +167,26 @@ def test_predict_fold_with_exported_model(tiny_tfrecord_dir, tiny_export, tmp_pa
 
 
 def test_cli_rejects_unknown_fold(tiny_tfrecord_dir, tmp_path, capsys):
-    from absl import flags
+    cmd = [sys.executable, str(REPO / "tools" / "run_loocv.py"), "--tfrecord_dir",
+           str(tiny_tfrecord_dir), "--model_dir", str(tmp_path / "runs"), "--config",
+           str(REPO / "configs" / "demo.yaml")]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([*cmd, "--folds", "2,9"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 1
+    assert "--folds 2,9: no case(s) [9] in the manifest (cases: [1, 2, 3])" in proc.stderr
+    proc = subprocess.run([*cmd, "--folds", "1-x"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 1 and "'1-x' is not a fold number" in proc.stderr
+    assert not (tmp_path / "runs").exists()  # nothing started
 
-    run_loocv._define_flags()
-    fv = flags.FLAGS
-    try:
-        fv(["run_loocv", "--tfrecord_dir", str(tiny_tfrecord_dir), "--model_dir",
-            str(tmp_path / "runs"), "--folds", "2,9", "--config",
-            str(REPO / "configs" / "demo.yaml")])
-        assert run_loocv.main(["run_loocv"]) == 1
-        assert "--folds 2,9: no case(s) [9] in the manifest (cases: [1, 2, 3])" in \
-            capsys.readouterr().err
-        fv["folds"].parse("1-x")
-        assert run_loocv.main(["run_loocv"]) == 1
-        assert "'1-x' is not a fold number" in capsys.readouterr().err
-        assert not (tmp_path / "runs").exists()  # nothing started
-    finally:
-        fv.unparse_flags()
+
+def test_cli_strategy_flag_is_the_train_flag():
+    """One --strategy definition shared by train and run_loocv (not a shadowed copy)."""
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "run_loocv.py"), "--helpfull"],
+                          capture_output=True, text=True)
+    assert "--strategy: <auto|one_device|mirrored|multi_worker|tpu>" in proc.stdout
+    bad = subprocess.run([sys.executable, str(REPO / "tools" / "run_loocv.py"),
+                          "--strategy=bogus"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "strategy" in bad.stderr
 
 
 @pytest.mark.skipif(os.environ.get("SERCSEG_SKIP_E2E") == "1",

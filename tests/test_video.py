@@ -91,7 +91,7 @@ def test_unreadable_video_errors(tmp_path: Path, capsys):
     with pytest.raises(video.VideoError, match="no such file"):
         list(video.iter_frames(tmp_path / "missing.mp4"))
     tool = _load_tool("extract_frames")
-    assert tool.main([str(bad), "--output_dir", str(tmp_path / "out")]) == 1
+    assert tool.run([str(bad), "--output_dir", str(tmp_path / "out")]) == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and str(bad) in lines[0]
 
@@ -108,7 +108,7 @@ def test_extracted_frames_match_synthetic_pngs(tmp_path: Path):
         tmp_path / "syn", num_cases=1, frames_per_case=3, seed=7
     )
     tool = _load_tool("extract_frames")
-    assert tool.main([str(case_dir / "video.wmv"), "--output_dir", str(tmp_path / "out")]) == 0
+    assert tool.run([str(case_dir / "video.wmv"), "--output_dir", str(tmp_path / "out")]) == 0
     out = sorted((tmp_path / "out" / "case01").glob("*.png"))
     assert [p.name for p in out] == ["frame_0000.png", "frame_0001.png", "frame_0002.png"]
     pngs = [cv2.imread(str(case_dir / p.name)) for p in out]

@@ -11,50 +11,62 @@ file stem as the case folder. Frame k is the video frame at t = k * every_second
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
+from collections.abc import Sequence
 
+from absl import app
+
+from sercseg_tf import cli
 from sercseg_tf.data import video
 
+FLAGS = cli.FLAGS
 
-def main(argv: list[str] | None = None) -> int:
-    """Runs the extraction; returns the process exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("videos", nargs="+", help="WMV, AVI or MP4 files.")
-    parser.add_argument(
-        "--output_dir", required=True, help="Root folder for <case>/frame_NNNN.png."
-    )
-    parser.add_argument("--every_seconds", type=float, default=1.0, help="Sampling period (s).")
-    args = parser.parse_args(argv)
-    if args.every_seconds <= 0:
-        print(
-            f"extract_frames: --every_seconds must be > 0, got {args.every_seconds}",
-            file=sys.stderr,
-        )
+
+def define_flags() -> None:
+    """Defines the tool's flags (idempotent; shared names via `cli.define_flag`)."""
+    cli.define_flag("string", "output_dir", None, "Output folder (required).")
+    cli.define_flag("float", "every_seconds", 1.0,
+                    "Video sampling period in seconds (1, as the paper).")
+
+
+def main(argv: Sequence[str]) -> int:
+    """Absl entry point: ``argv[1:]`` are the videos; returns the process exit status."""
+    videos = list(argv[1:])
+    if not videos or not FLAGS.output_dir:
+        print("extract_frames: give VIDEO... and --output_dir", file=sys.stderr)
         return 2
-    names = [video.video_case_name(v) for v in args.videos]
+    if FLAGS.every_seconds <= 0:
+        print(f"extract_frames: --every_seconds must be > 0, got {FLAGS.every_seconds}",
+              file=sys.stderr)
+        return 2
+    names = [video.video_case_name(v) for v in videos]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
         print(f"extract_frames: several videos map to the same case folder: {dup}", file=sys.stderr)
         return 2
     total = 0
     start = time.perf_counter()
-    for path, name in zip(args.videos, names, strict=True):
+    for path, name in zip(videos, names, strict=True):
         try:
-            written = video.extract_frames(path, args.output_dir, args.every_seconds, name=name)
+            written = video.extract_frames(path, FLAGS.output_dir, FLAGS.every_seconds, name=name)
         except video.VideoError as err:
             print(f"extract_frames: {err}", file=sys.stderr)
             return 1
         total += len(written)
-        print(f"{path}: {len(written)} frames -> {args.output_dir}/{name}", file=sys.stderr)
+        print(f"{path}: {len(written)} frames -> {FLAGS.output_dir}/{name}", file=sys.stderr)
     elapsed = time.perf_counter() - start
-    print(
-        f"extract_frames: {total} frames from {len(args.videos)} videos in {elapsed:.1f} s",
-        file=sys.stderr,
-    )
+    print(f"extract_frames: {total} frames from {len(videos)} videos in {elapsed:.1f} s",
+          file=sys.stderr)
     return 0
 
 
+def run(argv: Sequence[str]) -> int:
+    """Runs the tool in-process on ``argv``; returns the exit status."""
+    define_flags()
+    return cli.run(main, argv, prog="extract_frames")
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    define_flags()
+    app.run(main)

@@ -30,7 +30,7 @@ flags.DEFINE_integer("fps", 24, "Video frame rate.")
 flags.DEFINE_integer("height", 480, "Frame height.")
 flags.DEFINE_integer("width", 640, "Frame width.")
 flags.DEFINE_integer(
-    "workers", min(2, os.cpu_count() or 1), "Cases generated in parallel (same output)."
+    "num_workers", min(2, os.cpu_count() or 1), "Cases generated in parallel (same output)."
 )
 flags.DEFINE_string(
     "examples_dir", None, "If set, also write example_caseNN.png (frame | overlay) there."
@@ -63,7 +63,7 @@ def main(argv: list[str]) -> int:
             write_video=FLAGS.write_video,
             image_size=(FLAGS.height, FLAGS.width),
             fps=FLAGS.fps,
-            workers=FLAGS.workers,
+            workers=FLAGS.num_workers,
         )
     except (OSError, ValueError) as err:
         print(f"make_synthetic_data: {FLAGS.output_dir}: {err}", file=sys.stderr)

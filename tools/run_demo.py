@@ -10,17 +10,22 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from absl import app, flags
 
-from sercseg_tf import labels, paper_values  # noqa: E402
+from sercseg_tf import labels, layout, paper_values
+
+REPO = Path(__file__).resolve().parents[1]
+FLAGS = flags.FLAGS
+flags.DEFINE_string("data_dir", "data", "Synthetic cases and TFRecords go here.")
+flags.DEFINE_string("model_dir", "runs/demo", "Runs folder of the demo's fold.")
+flags.DEFINE_string("config", "configs/demo.yaml", "Experiment config.")
+flags.DEFINE_integer("fold", 5, "Held-out case.")
 
 
 def _run(argv: list[str]) -> None:
@@ -54,14 +59,10 @@ def _print_iou_table(iou_mean_csv: Path, fold: int) -> None:
         print(f"{name:<{width}}  " + "  ".join(f"{v:8.2f}" for v in values))
 
 
-def main() -> None:
+def main(argv: list[str]) -> None:
     """Runs the demo pipeline end to end."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data_dir", default="data", help="Synthetic cases and TFRecords.")
-    parser.add_argument("--model_dir", default="runs/demo", help="Training run directory.")
-    parser.add_argument("--config", default="configs/demo.yaml", help="Experiment config.")
-    parser.add_argument("--fold", type=int, default=5, help="Held-out case.")
-    args = parser.parse_args()
+    del argv
+    args = FLAGS
 
     synthetic_dir = Path(args.data_dir) / "synthetic"
     tfrecord_dir = Path(args.data_dir) / "tfrecords"
@@ -90,12 +91,11 @@ def main() -> None:
     _run(["-m", "sercseg_tf.evaluate", *common])
     _run(["-m", "sercseg_tf.export", *common])
 
-    fold_dir = Path(args.model_dir) / f"fold_{args.fold:02d}"
-    _print_iou_table(fold_dir / "eval" / "iou_mean.csv", args.fold)
-    print(f"\nSavedModel: {fold_dir / 'export'}")
+    _print_iou_table(layout.eval_dir(args.model_dir, args.fold) / layout.IOU_MEAN_CSV, args.fold)
+    print(f"\nSavedModel: {layout.export_dir(args.model_dir, args.fold)}")
     print(f"TensorBoard: tensorboard --logdir {args.model_dir}")
     print(f"Demo finished in {(time.monotonic() - total) / 60:.1f} min.")
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

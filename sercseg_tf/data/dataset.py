@@ -39,8 +39,7 @@ def fold_cases(tfrecord_dir: str | os.PathLike, fold: int) -> tuple[list[int], i
     Raises:
       ValueError: ``fold`` is not a case id of the manifest (lists the valid ones).
     """
-    manifest = tfrecord.read_manifest(tfrecord_dir)
-    case_ids = sorted(int(entry["case_id"]) for entry in manifest["cases"].values())
+    case_ids = tfrecord.case_ids(tfrecord_dir)
     if int(fold) not in case_ids:
         raise ValueError(
             f"{tfrecord_dir}: fold {fold} is not a case of the manifest; "

@@ -215,6 +215,23 @@ def read_manifest(tfrecord_dir: str | os.PathLike) -> dict[str, Any]:
         return json.load(f)
 
 
+def case_ids(tfrecord_dir: str | os.PathLike) -> list[int]:
+    """Sorted case ids of the manifest (one leave-one-case-out fold per case).
+
+    Raises:
+      FileNotFoundError: no manifest.
+      ValueError: a manifest entry has no integer ``case_id`` (names the file).
+    """
+    manifest = read_manifest(tfrecord_dir)
+    ids = []
+    for name, entry in manifest.get("cases", {}).items():
+        try:
+            ids.append(int(entry["case_id"]))
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{pathlib.Path(tfrecord_dir) / MANIFEST_NAME}: case {name!r} "
+                             "has no integer case_id; rebuild the TFRecords") from None
+    return sorted(ids)
+
 def _class_names(label_map: Mapping[str, int] | None) -> dict[int, str]:
     """Class id -> name for the manifest: 0 is "background", else an id's first name."""
     if label_map is None:

@@ -30,14 +30,14 @@ import keras
 import numpy as np
 from absl import logging
 
+from sercseg_tf.config import RANDOM_INIT
+
 IMAGENET_WEIGHTS_FILENAME = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_WEIGHTS_URL = (
     "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
     + IMAGENET_WEIGHTS_FILENAME
 )
 KERAS_CACHE_PATH = "~/.keras/models/" + IMAGENET_WEIGHTS_FILENAME
-# Values of `path` meaning "random initialisation".
-RANDOM_INIT = (None, "", "none")
 # Layer names of Keras Applications' ResNet-50 that carry weights.
 BACKBONE_LAYER_PATTERN = re.compile(r"^(conv1_(conv|bn)|conv[2-5]_block\d+_[0-3]_(conv|bn))$")
 # Classification-top layers of the with-top file; not part of a segmentation backbone.

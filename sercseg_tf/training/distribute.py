@@ -35,7 +35,7 @@ import os
 
 import tensorflow as tf
 
-STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
+from sercseg_tf.config import STRATEGIES
 
 
 def create_strategy(name: str = "auto") -> tf.distribute.Strategy:

@@ -1,0 +1,238 @@
+"""Leave-one-case-out reproduction: train, evaluate, export and predict every fold.
+
+For each selected fold k (held-out case k):
+
+1. `train.run_training` (resumes from the fold's last checkpoint),
+2. `evaluate.run_evaluation` (``fold_NN/eval/iou.csv``),
+3. `export.run_export` (``fold_NN/export``, a SavedModel),
+4. `predict_fold`: every held-out frame, read with the evaluator's held-out reader
+   (`training.evaluator.heldout_dataset`), is predicted with the *exported* SavedModel,
+   and the features (eq. 1-4) of the automatic mask and of the manual mask (the TFRecord
+   label map) are computed with the same code; writes ``fold_NN/predict/frames.csv`` and
+   the images / label PNGs behind it (layout: `sercseg_tf.layout`).
+
+A fold is finished when its export and ``frames.csv`` exist; finished folds are skipped
+on a re-run (``force`` redoes them; training still resumes from its checkpoint). A fold
+that fails is logged with its traceback, recorded in ``MODEL_DIR/loocv_status.json`` and
+listed in the report; the other folds go on. At the end `sercseg_tf.report` writes
+``MODEL_DIR/report/`` (tables, figures, index.html) for every fold with predictions.
+The command line is ``tools/run_loocv.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import pathlib
+import shutil
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+from absl import logging
+
+from sercseg_tf import atomic_io, formats, labels, layout
+
+IMAGE_JPEG_QUALITY = 90
+
+
+@dataclasses.dataclass
+class Stages:
+    """The per-fold stage functions (replaceable in tests)."""
+
+    train: Callable  # (config, tfrecord_dir, model_dir, fold) -> dict
+    evaluate: Callable  # (config, tfrecord_dir, model_dir, fold) -> DataFrame
+    export: Callable  # (config, model_dir, fold) -> Path
+    predict: Callable  # (export_dir, tfrecord_dir, model_dir, fold, batch_size) -> Path
+
+
+def default_stages(strategy: str = "auto") -> Stages:
+    """The real stages: train / evaluate / export and `predict_fold`."""
+    from sercseg_tf import evaluate, export, train
+
+    def train_fn(cfg, tfrecord_dir, model_dir, fold):
+        return train.run_training(cfg, tfrecord_dir, model_dir, fold, strategy=strategy)
+
+    return Stages(train=train_fn, evaluate=evaluate.run_evaluation, export=export.run_export,
+                  predict=predict_fold)
+
+
+def is_fold_finished(model_dir: str | os.PathLike, fold: int) -> bool:
+    """A fold is finished when its SavedModel export and its ``frames.csv`` exist."""
+    return layout.has_export(model_dir, fold) and layout.frames_csv(model_dir, fold).is_file()
+
+
+def heldout_frames(tfrecord_dir: str | os.PathLike, case_id: int) -> Iterator[dict]:
+    """Yields the held-out case's frames as NumPy dicts (image uint8 HxWx3, label HxW).
+
+    Reads through `training.evaluator.heldout_dataset`, the reader of the periodic and
+    final evaluation, so prediction and evaluation see the same frames in the same order.
+    """
+    from sercseg_tf.training import evaluator
+
+    for s in evaluator.heldout_dataset(tfrecord_dir, case_id).as_numpy_iterator():
+        yield {"image": s[formats.SAMPLE_IMAGE][0],
+               "label": s[formats.SAMPLE_LABEL][0, ..., 0],
+               "filename": s[formats.SAMPLE_FILENAME][0].decode("utf-8"),
+               "case": int(s[formats.SAMPLE_CASE_ID][0]),
+               "frame": int(s[formats.SAMPLE_FRAME_ID][0])}
+
+
+def frame_row(case: int, frame: int, filename: str, manual: np.ndarray,
+              auto: np.ndarray) -> dict:
+    """One ``frames.csv`` row: IoU per class, features of both masks, tip error (px)."""
+    from sercseg_tf import metrics
+    from sercseg_tf.predict import feature_row
+
+    row = {"case": case, "frame": frame, "filename": filename}
+    iou = metrics.per_class_iou(auto, manual, classes=labels.EVAL_CLASSES,
+                                ignore_label=labels.IGNORE_LABEL)
+    for c, col in zip(labels.EVAL_CLASSES, layout.IOU_COLUMNS, strict=True):
+        row[col] = iou[c]
+    for src, lab in zip(layout.SOURCES, (manual, auto), strict=True):
+        row.update({f"{src}_{k}": v for k, v in feature_row(lab).items()})
+    dx = row["auto_tip_x"] - row["manual_tip_x"]
+    dy = row["auto_tip_y"] - row["manual_tip_y"]
+    row["tip_error_px"] = float(math.hypot(dx, dy))  # NaN if either tip is missing
+    return row
+
+
+def _save_frame_files(pdir: pathlib.Path, sample: dict, pred: np.ndarray, stem: str) -> dict:
+    """Writes the frame's JPEG and both label PNGs; returns their relative paths."""
+    from PIL import Image
+
+    files = {"image_file": f"{layout.IMAGE_SUBDIR}/{stem}.jpg",
+             "manual_file": f"{layout.MANUAL_SUBDIR}/{stem}.png",
+             "auto_file": f"{layout.AUTO_SUBDIR}/{stem}.png"}
+    Image.fromarray(sample["image"]).save(pdir / files["image_file"], quality=IMAGE_JPEG_QUALITY)
+    Image.fromarray(sample["label"].astype(np.uint8)).save(pdir / files["manual_file"])
+    Image.fromarray(pred).save(pdir / files["auto_file"])
+    return files
+
+
+def predict_fold(export_path: str | os.PathLike, tfrecord_dir: str | os.PathLike,
+                 model_dir: str | os.PathLike, fold: int, batch_size: int = 4) -> pathlib.Path:
+    """Predicts the held-out case of a fold with the exported SavedModel.
+
+    Writes ``fold_NN/predict/{image,manual,auto}/NNNN.*`` and, last, ``frames.csv``
+    (atomically; its presence marks the predictions complete).
+
+    Returns:
+      The path of ``frames.csv``.
+    """
+    from sercseg_tf.data import dataset
+    from sercseg_tf.model import inference
+    from sercseg_tf.predict import Frame, batched_predictions
+
+    _, case_id = dataset.fold_cases(tfrecord_dir, fold)
+    serving_fn = inference.load_serving_fn(export_path)
+    pdir = layout.predict_dir(model_dir, fold)
+    layout.frames_csv(model_dir, fold).unlink(missing_ok=True)
+    for sub in (layout.IMAGE_SUBDIR, layout.MANUAL_SUBDIR, layout.AUTO_SUBDIR):
+        shutil.rmtree(pdir / sub, ignore_errors=True)
+        (pdir / sub).mkdir(parents=True)
+    samples: dict[int, dict] = {}
+
+    def frames():
+        for s in heldout_frames(tfrecord_dir, case_id):
+            samples[s["frame"]] = s
+            yield Frame(s["frame"], math.nan, s["filename"], f"{s['frame']:04d}", s["image"])
+
+    rows = []
+    start = time.monotonic()
+    for frame, pred in batched_predictions(serving_fn, frames(), batch_size):
+        s = samples.pop(frame.index)
+        files = _save_frame_files(pdir, s, pred, frame.name)
+        rows.append({**frame_row(s["case"], s["frame"], s["filename"], s["label"], pred),
+                     **files})
+    if not rows:
+        raise RuntimeError(f"fold {fold}: held-out case {case_id} has no frames")
+    logging.info("fold %02d: predicted %d held-out frames of case %d (%.1f frames/s)",
+                 fold, len(rows), case_id, len(rows) / max(time.monotonic() - start, 1e-9))
+    out = layout.frames_csv(model_dir, fold)
+    df = pd.DataFrame(rows).sort_values("frame")
+    atomic_io.atomic_write_text(out, df.to_csv(index=False, float_format="%.6g"))
+    return out
+
+
+def run_fold(config, tfrecord_dir, model_dir, fold: int, stages: Stages,
+             batch_size: int = 4) -> None:
+    """Runs the stages of one fold; skips train/eval/export when the export exists."""
+    exp = layout.export_dir(model_dir, fold)
+    if not layout.has_export(model_dir, fold):
+        logging.info("fold %02d: training", fold)
+        stages.train(config, tfrecord_dir, model_dir, fold)
+        logging.info("fold %02d: evaluating", fold)
+        stages.evaluate(config, tfrecord_dir, model_dir, fold)
+        logging.info("fold %02d: exporting", fold)
+        exp = pathlib.Path(stages.export(config, model_dir, fold))
+    logging.info("fold %02d: predicting held-out frames with %s", fold, exp)
+    stages.predict(exp, tfrecord_dir, model_dir, fold, batch_size)
+
+
+def _run_one(config, tfrecord_dir, model_dir, fold: int, stages: Stages,
+             batch_size: int) -> dict:
+    """Runs one fold and returns its status entry; a failure is caught and recorded."""
+    start = time.monotonic()
+    try:
+        run_fold(config, tfrecord_dir, model_dir, fold, stages, batch_size)
+        entry = {"status": "done", "held_out_case": fold, "skipped": False}
+    except Exception as e:  # noqa: BLE001 - a failed fold must not stop the others
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        logging.error("fold %02d failed: %s\n%s", fold, reason, traceback.format_exc())
+        entry = {"status": "failed", "held_out_case": fold, "error": reason}
+    entry["seconds"] = round(time.monotonic() - start, 1)
+    entry["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    return entry
+
+
+def run_loocv(config, tfrecord_dir: str | os.PathLike, model_dir: str | os.PathLike,
+              folds: Sequence[int] | None = None, *, stages: Stages | None = None,
+              force: bool = False, batch_size: int = 4, report: bool = True) -> dict[int, dict]:
+    """Runs (or resumes) the selected folds and writes the report.
+
+    Args:
+      config: the `ExperimentConfig` of every fold.
+      tfrecord_dir: per-case TFRecords with ``manifest.json``.
+      model_dir: the run directory (``fold_NN`` per fold, ``report/``).
+      folds: held-out case ids; None = every case of the manifest.
+      stages: stage functions (default: `default_stages`).
+      force: redo folds that are finished.
+      batch_size: frames per call of the exported model when predicting.
+      report: write ``MODEL_DIR/report`` at the end.
+
+    Returns:
+      ``{fold: status dict}`` of the selected folds (status "done", "skipped" or "failed").
+    """
+    from sercseg_tf.data import tfrecord
+
+    model_dir = pathlib.Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    folds = list(folds) if folds is not None else tfrecord.case_ids(tfrecord_dir)
+    stages = stages or default_stages()
+    status = layout.read_status(model_dir)
+    result: dict[int, dict] = {}
+    for i, fold in enumerate(folds, 1):
+        if not force and is_fold_finished(model_dir, fold):
+            logging.info("fold %02d (%d/%d): finished earlier, skipped", fold, i, len(folds))
+            entry = {**status.get(fold, {}), "status": "done", "held_out_case": fold,
+                     "skipped": True}
+            entry.pop("error", None)
+        else:
+            logging.info("fold %02d (%d/%d): starting", fold, i, len(folds))
+            entry = _run_one(config, tfrecord_dir, model_dir, fold, stages, batch_size)
+        status[fold] = result[fold] = entry
+        layout.write_status(model_dir, status)
+    if report:
+        from sercseg_tf import report as report_lib
+
+        res = report_lib.build_report(model_dir)
+        logging.info("report: %s (folds %s; failed %s)", res.index_html, res.folds_reported,
+                     sorted(res.folds_failed))
+    failed = [f for f, e in result.items() if e["status"] == "failed"]
+    if failed:
+        logging.error("failed folds: %s (see %s)", failed, layout.status_json(model_dir))
+    return result

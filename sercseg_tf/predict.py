@@ -192,9 +192,8 @@ def batched_predictions(serving_fn: Callable, frames: Iterable[Frame],
 
 
 def _save_png(path: pathlib.Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    Image.fromarray(array).save(tmp)
-    os.replace(tmp, path)
+    with atomic_io.atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp)
 
 
 def _unique_name(stem: str, used: set[str]) -> str:

@@ -1,4 +1,4 @@
-"""Shared test fixtures (owner: DATA).
+"""Shared test fixtures.
 
 Session fixtures used across the suite:
 

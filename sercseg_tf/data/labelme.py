@@ -3,7 +3,7 @@
 Reads JSON files written by labelme 3.x-7.x and rasterises them exactly as labelme does
 (`sercseg_tf.data.labelme_shapes`; pure Pillow/NumPy, labelme is never imported).
 
-Conventions (DESIGN.md, "Data conventions"):
+Conventions:
 
 * Labels are matched with `labels.normalize_label_name` (case and whitespace do not
   matter). ``label_map=None`` means `labels.DEFAULT_LABEL_MAP` and the ICSI paint order

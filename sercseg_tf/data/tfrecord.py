@@ -323,7 +323,7 @@ def build_tfrecords(
         reason) and ``skip_invalid`` is False, a case folder without a case number,
         or nothing valid to write.
     """
-    from sercseg_tf.data import labelme  # noqa: PLC0415  (owner: LABELME)
+    from sercseg_tf.data import labelme  # noqa: PLC0415
 
     if shards_per_case < 1:
         raise ValueError(f"shards_per_case must be >= 1, got {shards_per_case}")

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sercseg_tf import labels
+from sercseg_tf import atomic_io, labels
 
 # Container extension -> FourCC used by write_video.
 FOURCC_BY_EXTENSION: dict[str, str] = {
@@ -74,26 +74,20 @@ def write_video(
             raise VideoError(path, f"unsupported extension {ext!r}; use one of {VIDEO_EXTENSIONS}")
         fourcc = FOURCC_BY_EXTENSION[ext]
     h, w = size_hw
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), float(fps), (w, h))
-    if not writer.isOpened():
-        raise VideoError(path, f"cannot open a {fourcc} encoder for this file")
     count = 0
-    try:
-        for frame in frames_rgb_iterable:
-            if frame.shape != (h, w, 3) or frame.dtype != np.uint8:
-                raise VideoError(
-                    path,
-                    f"frame {count} has shape {frame.shape} {frame.dtype}, want {(h, w, 3)} uint8",
-                )
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-            count += 1
-    except BaseException:
-        writer.release()
-        tmp.unlink(missing_ok=True)
-        raise
-    writer.release()
-    os.replace(tmp, path)
+    with atomic_io.atomic_path(path) as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), float(fps), (w, h))
+        if not writer.isOpened():
+            raise VideoError(path, f"cannot open a {fourcc} encoder for this file")
+        try:
+            for frame in frames_rgb_iterable:
+                if frame.shape != (h, w, 3) or frame.dtype != np.uint8:
+                    raise VideoError(path, f"frame {count} has shape {frame.shape} "
+                                           f"{frame.dtype}, want {(h, w, 3)} uint8")
+                writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+                count += 1
+        finally:
+            writer.release()
     return count
 
 
@@ -225,6 +219,4 @@ def write_png(path: os.PathLike | str, rgb: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", img)
     if not ok:
         raise VideoError(path, "PNG encoding failed")
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
+    atomic_io.atomic_write_bytes(path, buf.tobytes())

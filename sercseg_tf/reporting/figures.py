@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
 
 import matplotlib
@@ -24,7 +23,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from sercseg_tf import features, labels, layout, visualize  # noqa: E402
+from sercseg_tf import atomic_io, features, labels, layout, visualize  # noqa: E402
 from sercseg_tf.reporting import tables  # noqa: E402
 
 DPI = 110
@@ -33,11 +32,11 @@ _FILE_COLUMNS = ("image_file", "manual_file", "auto_file")
 
 
 def _save(fig, path: pathlib.Path) -> pathlib.Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_io.atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -1,6 +1,6 @@
 """Synthetic ICSI dataset: videos, 1-per-second frames, LabelMe polygons, ground truth.
 
-The project's embedded default data (DESIGN.md, "Synthetic ICSI data"). Each case is
+The project's embedded default data (clinical videos are private). Each case is
 drawn from ``np.random.default_rng([seed, case, stream])`` so cases are independent and
 the same seed gives byte-identical PNG and JSON files (and WMV with OpenCV 5.0's
 bundled FFmpeg, which writes no timestamps into the file). Layout per case::
@@ -8,7 +8,7 @@ bundled FFmpeg, which writes no timestamps into the file). Layout per case::
     DIR/caseNN/video.wmv          480x640, 24 fps, N seconds (N = frames of the case)
     DIR/caseNN/frame_NNNN.png     video frame at t = NNNN seconds (index NNNN * fps)
     DIR/caseNN/frame_NNNN.json    LabelMe 5.x polygons drawn "by a person"
-    DIR/caseNN/ground_truth.json  exact per-frame geometry (contract schema)
+    DIR/caseNN/ground_truth.json  exact per-frame geometry (`ground_truth_frame`)
 
 Annotated frames are exactly the video frames at whole seconds (before encoding).
 """
@@ -87,9 +87,12 @@ def _round_points(points: np.ndarray, ndigits: int) -> list[list[float]]:
 def ground_truth_frame(scene: CaseScene, geo: FrameGeometry, index: int, fps: int) -> dict:
     """Returns one `frames[]` entry of ground_truth.json.
 
-    The contract schema plus: `video_frame` (index in the video), `needle_outline` (exact
-    needle polygon clipped to the image, or null) and `needle_indentation_px` (depth D of
-    the dent the needle pushes into the oocyte, 0 when not pushing).
+    Keys: `frame`, `file`, `time_s`, `video_frame` (index in the video), `needle_tip`
+    ([x, y] or null), `needle_entry_side`, `needle_outline` (exact needle polygon clipped
+    to the image, or null), `needle_indentation_px` (depth D of the dent the needle pushes
+    into the oocyte, 0 when not pushing), `oocyte` {center, outline, area}, `serc` (list of
+    {center, semi_axes, angle_deg, outline, area, circularity}) and `serc_area_ratio`.
+    Coordinates are pixels, x right, y down.
     """
     sercs = []
     for serc, outline, center in zip(scene.sercs, geo.serc_outlines, geo.serc_centers, strict=True):

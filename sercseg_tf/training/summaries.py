@@ -9,6 +9,7 @@ only needed to *view* the logs (``pip install tensorboard``).
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import pathlib
@@ -17,6 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
+
+from sercseg_tf import atomic_io
 
 
 def _metadata(plugin: str, data_class: int, description: str = "") -> bytes:
@@ -61,12 +64,11 @@ class HistoryCsv:
         if self.path.exists() and resume_step > 0:
             with open(self.path, newline="") as f:
                 kept = [r for r in csv.DictReader(f) if int(float(r["step"])) <= resume_step]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(kept)
-        tmp.replace(self.path)
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, fieldnames=self.columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(kept)
+        atomic_io.atomic_write_text(self.path, buffer.getvalue())
         self._file = open(self.path, "a", newline="")  # noqa: SIM115 (closed in close())
         self._writer = csv.DictWriter(self._file, fieldnames=self.columns, extrasaction="ignore")
 

@@ -51,8 +51,27 @@ SAVED_MODEL_PB = "saved_model.pb"
 SOURCES: tuple[str, ...] = ("manual", "auto")
 # IoU columns in frames.csv, one per evaluated class (labels.EVAL_CLASSES).
 IOU_COLUMNS: tuple[str, ...] = tuple(f"iou_{labels.CLASS_NAMES[c]}" for c in labels.EVAL_CLASSES)
+# The frames.csv columns naming a frame, and the manual-to-automatic needle-tip distance.
+CASE_COLUMN = "case"
+FRAME_COLUMN = "frame"
+TIP_ERROR_COLUMN = "tip_error_px"
 
 _FOLD_PREFIX = "fold_"
+
+
+def feature_column(source: str, feature: str) -> str:
+    """Returns the frames.csv column of one source's feature, e.g. ``auto_f3``.
+
+    Args:
+      source: one of `SOURCES` ("manual" or "auto").
+      feature: a feature name (`sercseg_tf.features.FEATURES`).
+
+    Raises:
+      ValueError: for an unknown source.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    return f"{source}_{feature}"
 
 
 def fold_dir(model_dir: str | os.PathLike, fold: int) -> pathlib.Path:

@@ -32,7 +32,7 @@ from collections.abc import Iterable
 import pandas as pd
 from absl import app
 
-from sercseg_tf import atomic_io, cli, features, layout, paper_values
+from sercseg_tf import atomic_io, cli, features, layout, metrics, paper_values
 from sercseg_tf.reporting import figures, html_page, tables
 
 FLAGS = cli.FLAGS
@@ -155,15 +155,15 @@ def build_report(model_dir: str | os.PathLike, output_dir: str | os.PathLike | N
 
     # Tables.
     t1 = tables.table1(frames)
-    t2 = tables.table2_iou(frames)
-    t3 = tables.table3_relative_error(frames)
-    ag = tables.agreement(frames)
-    ae = tables.absolute_error(frames)
-    re_frames = tables.relative_error_frames(frames)
-    floor = ", ".join(f"{f}: {v:g}" for f, v in tables.RELATIVE_ERROR_FLOOR.items())
+    t2 = metrics.case_iou_table(frames)
+    t3 = metrics.relative_error_table(frames)
+    ag = metrics.agreement_table(frames)
+    ae = metrics.absolute_error_table(frames)
+    re_frames = metrics.relative_error_frames(frames)
+    floor = ", ".join(f"{f}: {v:g}" for f, v in metrics.DEFAULT_MIN_ABS_MANUAL.items())
     excluded = ""
-    if not t3.empty and tables.AVERAGE_LABEL in t3.index:
-        excluded = ", ".join(f"{f}: {int(t3.loc[tables.AVERAGE_LABEL, f'{f}_excluded'])}"
+    if not t3.empty and metrics.AVG_ROW in t3.index:
+        excluded = ", ".join(f"{f}: {int(t3.loc[metrics.AVG_ROW, f'{f}_excluded'])}"
                              for f in features.FEATURES)
     t3_notes = [*notes,
                 "Relative error (eq. 5) = |A − M| / |M| × 100 per frame; AVG = mean and "

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from sercseg_tf import atomic_io, features, labels, layout, visualize  # noqa: E402
+from sercseg_tf import atomic_io, features, labels, layout, metrics, visualize  # noqa: E402
 from sercseg_tf.reporting import tables  # noqa: E402
 
 DPI = 110
@@ -258,10 +258,10 @@ def bland_altman_plot(frames: pd.DataFrame, path: pathlib.Path) -> pathlib.Path 
             sel = ok & (frames["case"].to_numpy() == c)
             ax.scatter((a[sel] + m[sel]) / 2, a[sel] - m[sel], s=10, color=cmap(i % 20),
                        label=f"case {int(c)}")
-        ba = tables.bland_altman(a, m)
-        ax.axhline(ba["bias"], color="k", lw=1.2, label=f"bias {ba['bias']:.3g}")
-        if np.isfinite(ba["sd_diff"]):
-            for v in (ba["loa_low"], ba["loa_high"]):
+        ba = metrics.bland_altman(a, m)
+        ax.axhline(ba.bias, color="k", lw=1.2, label=f"bias {ba.bias:.3g}")
+        if np.isfinite(ba.sd_diff):
+            for v in (ba.loa_low, ba.loa_high):
                 ax.axhline(v, color="k", ls="--", lw=1)
         ax.legend(fontsize=7, ncol=2)
     fig.suptitle("Bland–Altman: automatic (A) vs manual (M); dashed = bias ± 1.96 SD")

@@ -37,6 +37,14 @@ from sercseg_tf.reporting import figures, html_page, tables
 
 FLAGS = cli.FLAGS
 FIGURES_SUBDIR = "figures"
+TABLE_ROWS = {"table1": tables.table1_rows, "table2_iou": tables.table2_rows,
+              "table3_relative_error": tables.table3_rows, "agreement": tables.agreement_rows,
+              "absolute_error": tables.absolute_error_rows}
+TABLE_TITLES = {"table1": "Table 1: number of images per case",
+                "table2_iou": "Table 2: average IoU",
+                "table3_relative_error": "Table 3: average and SD of relative errors [%]",
+                "agreement": "Agreement of automatic (A) and manual (M) features",
+                "absolute_error": "Absolute errors |A − M| per case (mean ± SD)"}
 
 
 @dataclasses.dataclass
@@ -117,6 +125,164 @@ def _status_rows(status: dict[int, dict]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _fold_status(model_dir: pathlib.Path, folds: Iterable[int] | None,
+                 failures: dict[int, str] | None) -> tuple[list[int], dict[int, dict]]:
+    """The folds to report and their status (``loocv_status.json`` + this run's failures)."""
+    status = layout.read_status(model_dir)
+    for fold, reason in (failures or {}).items():
+        status.setdefault(int(fold), {}).update({"status": "failed", "error": reason})
+    if folds is None:
+        return layout.list_folds(model_dir), status
+    selected = sorted(set(int(f) for f in folds))
+    return selected, {k: v for k, v in status.items() if k in selected}
+
+
+def _table_notes(notes: list[str], t3: pd.DataFrame) -> dict[str, list[str]]:
+    """The notes under each table (definitions, floors, exclusions)."""
+    floor = ", ".join(f"{f}: {v:g}" for f, v in metrics.DEFAULT_MIN_ABS_MANUAL.items())
+    excluded = ""
+    if not t3.empty and metrics.AVG_ROW in t3.index:
+        excluded = ", ".join(f"{f}: {int(t3.loc[metrics.AVG_ROW, f'{f}_excluded'])}"
+                             for f in features.FEATURES)
+    return {
+        "table1": notes,
+        "table2_iou": [*notes, "IoU per frame and class, a class absent from both masks left "
+                       "out; mean over frames of a case; Average column = mean of the class "
+                       "means; AVG row = mean of case rows; — = not run / no value."],
+        "table3_relative_error": [
+            *notes, "Relative error (eq. 5) = |A − M| / |M| × 100 per frame; AVG = mean and "
+            "SD = sample SD over the frames of a case; AVG row = mean of case rows.",
+            f"Frames with a NaN feature (missing region) or |M| ≤ floor ({floor}; "
+            f"f3, f4 in px) are left out; left out for the floor: {excluded or 'n/a'}. "
+            "— = not run, or no frame with both values (e.g. no needle predicted); "
+            "frames used per case: fK_n in the CSV."],
+        "agreement": [*notes, "Pooled over all held-out frames with both values; the paper "
+                      "reports none of these. Bias and limits: A − M, bias ± 1.96 SD "
+                      "(Bland–Altman). ICC(2,1): two-way random, absolute agreement, single "
+                      "measure. tip_px: Euclidean manual-to-automatic needle tip distance."],
+        "absolute_error": notes,
+    }
+
+
+def _write_tables(frames: pd.DataFrame, notes: list[str], status: dict[int, dict],
+                  out: pathlib.Path, files: list[pathlib.Path]) -> tuple[dict, dict]:
+    """Computes Tables 1-3 and agreement (`metrics`), writes CSV, Markdown and report.md.
+
+    Returns:
+      ``(tables {name: DataFrame}, rendered {name: (header, rows, notes)})``.
+    """
+    computed = {"table1": tables.table1(frames), "table2_iou": metrics.case_iou_table(frames),
+                "table3_relative_error": metrics.relative_error_table(frames),
+                "agreement": metrics.agreement_table(frames),
+                "absolute_error": metrics.absolute_error_table(frames)}
+    note_map = _table_notes(notes, computed["table3_relative_error"])
+    rendered, markdown = {}, []
+    for name, df in computed.items():
+        header, rows = TABLE_ROWS[name](df)
+        rendered[name] = (header, rows, note_map[name])
+        text = tables.to_markdown(header, rows, title=TABLE_TITLES[name], notes=note_map[name])
+        _write_csv(df, out / f"{name}.csv", files)
+        _write_text(text, out / f"{name}.md", files)
+        markdown.append(text)
+    re_frames = metrics.relative_error_frames(frames)
+    _write_csv(frames.set_index(["fold", "case", "frame"]), out / "frames_all.csv", files)
+    _write_csv(re_frames.set_index(["case", "frame"]), out / "relative_error_frames.csv", files)
+    sh, sr = _status_rows(status)
+    _write_text("# sercseg_tf leave-one-case-out report\n\n"
+                + "\n".join(f"- {n}" for n in notes) + "\n\n"
+                + tables.to_markdown(sh, sr, title="Folds") + "\n"
+                + "\n".join(markdown), out / "report.md", files)
+    return computed, rendered
+
+
+def _write_case_figures(frames: pd.DataFrame, model_dir: pathlib.Path, fig_dir: pathlib.Path,
+                        files: list[pathlib.Path], fig_files: dict) -> None:
+    """Figure 4 (input / manual / automatic) and Figure 6 (tip close-up) per case."""
+    for (fold, case), grp in frames.groupby(["fold", "case"]):
+        pdir = layout.predict_dir(model_dir, int(fold))
+        p4 = figures.figure4_case(grp, pdir, fig_dir / f"figure4_case{int(case):02d}.png")
+        if p4:
+            files.append(p4)
+            fig_files["fig4"].append((f"{FIGURES_SUBDIR}/{p4.name}",
+                                      f"Case {int(case)}: (a) input, (b) manual, (c) automatic."))
+        p6 = figures.figure6_case(grp, pdir, fig_dir / f"figure6_case{int(case):02d}.png")
+        if p6:
+            files.append(p6)
+            fig_files["fig6"].append((f"{FIGURES_SUBDIR}/{p6.name}",
+                                      f"Case {int(case)}: needle tip of the frame with the "
+                                      "largest tip error, or the middle frame if no automatic "
+                                      "tip (green + manual, red dot automatic)."))
+
+
+def _write_figures(frames: pd.DataFrame, model_dir: pathlib.Path, folds: list[int],
+                   out: pathlib.Path, files: list[pathlib.Path]) -> tuple[dict, bool]:
+    """Figure 3 (learning curve), Figures 4 and 6 per case, Bland-Altman and scatter plots.
+
+    Returns:
+      ``({"fig3"|"fig4"|"fig6"|"ba": [(relative path, caption)]}, learning curve written)``.
+    """
+    fig_dir = out / FIGURES_SUBDIR
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    histories = load_histories(model_dir, folds)
+    curve = figures.learning_curve_table(histories)
+    fig_files: dict[str, list[tuple[str, str]]] = {"fig3": [], "fig4": [], "fig6": [], "ba": []}
+    if not curve.empty:
+        _write_csv(curve, out / "learning_curve.csv", files)
+    p = figures.figure3_learning_curve(curve, fig_dir / "figure3_learning_curve.png",
+                                       n_folds=len(histories))
+    if p:
+        files.append(p)
+        fig_files["fig3"].append((f"{FIGURES_SUBDIR}/{p.name}",
+                                  f"Learning curve averaged over {len(histories)} fold(s)."))
+    _write_case_figures(frames, model_dir, fig_dir, files, fig_files)
+    for name, fn, cap in (("bland_altman.png", figures.bland_altman_plot,
+                           "Bland–Altman plots of f1–f4."),
+                          ("scatter_auto_vs_manual.png", figures.scatter_plot,
+                           "Automatic against manual value per feature (dashed: identity).")):
+        pb = fn(frames, fig_dir / name) if len(frames) else None
+        if pb:
+            files.append(pb)
+            fig_files["ba"].append((f"{FIGURES_SUBDIR}/{pb.name}", cap))
+    return fig_files, not curve.empty
+
+
+def _html_sections(rendered: dict, status: dict[int, dict], fig_files: dict, has_curve: bool,
+                   model_dir: pathlib.Path, out: pathlib.Path) -> list:
+    """The sections of ``index.html``, in the paper's order."""
+    sec = html_page.Section
+
+    def table(name: str) -> str:
+        return tables.to_html(*rendered[name][:2])
+
+    status_link = ([os.path.relpath(layout.status_json(model_dir), out)]
+                   if layout.status_json(model_dir).exists() else [])
+    return [
+        sec("Folds", "folds", table_html=tables.to_html(*_status_rows(status)),
+            links=status_link),
+        sec("Table 1: images per case", "table1", table_html=table("table1"),
+            links=["table1.csv", "table1.md"]),
+        sec("Table 2: average IoU", "table2", table_html=table("table2_iou"),
+            notes=rendered["table2_iou"][2][2:], links=["table2_iou.csv", "table2_iou.md"]),
+        sec("Table 3: relative errors [%]", "table3", table_html=table("table3_relative_error"),
+            notes=rendered["table3_relative_error"][2][2:],
+            links=["table3_relative_error.csv", "table3_relative_error.md",
+                   "relative_error_frames.csv"]),
+        sec("Agreement statistics", "agreement",
+            table_html=table("agreement") + table("absolute_error"),
+            notes=rendered["agreement"][2][2:], figures=fig_files["ba"],
+            links=["agreement.csv", "agreement.md", "absolute_error.csv", "absolute_error.md",
+                   "frames_all.csv"]),
+        sec("Figure 3: learning curve", "figure3", figures=fig_files["fig3"],
+            intro="" if fig_files["fig3"] else "No history.csv found.",
+            links=["learning_curve.csv"] if has_curve else []),
+        sec("Figure 4: segmentation examples", "figure4", figures=fig_files["fig4"],
+            intro="Middle held-out frame of each case; colours: " + ", ".join(
+                tables.IOU_DISPLAY_NAMES) + " as in the legend."),
+        sec("Figure 6: needle tip close-ups", "figure6", figures=fig_files["fig6"],
+            intro="" if fig_files["fig6"] else "No frame with both tips found."),
+    ]
+
+
 def build_report(model_dir: str | os.PathLike, output_dir: str | os.PathLike | None = None,
                  folds: Iterable[int] | None = None,
                  failures: dict[int, str] | None = None) -> ReportResult:
@@ -133,148 +299,27 @@ def build_report(model_dir: str | os.PathLike, output_dir: str | os.PathLike | N
       A `ReportResult` with the written paths and the computed tables.
     """
     model_dir = pathlib.Path(model_dir)
-    out = pathlib.Path(output_dir) if output_dir else model_dir / layout.REPORT_SUBDIR
-    fig_dir = out / FIGURES_SUBDIR
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    status = layout.read_status(model_dir)
-    for fold, reason in (failures or {}).items():
-        status.setdefault(int(fold), {}).update({"status": "failed", "error": reason})
-    if folds is not None:
-        folds = sorted(set(int(f) for f in folds))
-        status = {k: v for k, v in status.items() if k in folds}
-    else:
-        folds = layout.list_folds(model_dir)
+    out = pathlib.Path(output_dir) if output_dir else layout.report_dir(model_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    folds, status = _fold_status(model_dir, folds, failures)
     failed = {k: str(v.get("error", "")) for k, v in status.items() if v.get("status") == "failed"}
-
     frames = load_frames(model_dir, folds)
     reported = sorted(int(f) for f in frames["fold"].unique()) if len(frames) else []
     files: list[pathlib.Path] = []
     notes = [f"paper = clinical data (11 ICSI videos; {paper_values.PAPER_CITATION}).",
              f"ours = synthetic data (this run: {len(reported)} fold(s), "
              f"{len(frames)} held-out frames)."]
-
-    # Tables.
-    t1 = tables.table1(frames)
-    t2 = metrics.case_iou_table(frames)
-    t3 = metrics.relative_error_table(frames)
-    ag = metrics.agreement_table(frames)
-    ae = metrics.absolute_error_table(frames)
-    re_frames = metrics.relative_error_frames(frames)
-    floor = ", ".join(f"{f}: {v:g}" for f, v in metrics.DEFAULT_MIN_ABS_MANUAL.items())
-    excluded = ""
-    if not t3.empty and metrics.AVG_ROW in t3.index:
-        excluded = ", ".join(f"{f}: {int(t3.loc[metrics.AVG_ROW, f'{f}_excluded'])}"
-                             for f in features.FEATURES)
-    t3_notes = [*notes,
-                "Relative error (eq. 5) = |A − M| / |M| × 100 per frame; AVG = mean and "
-                "SD = sample SD over the frames of a case; AVG row = mean of case rows.",
-                f"Frames with a NaN feature (missing region) or |M| ≤ floor ({floor}; "
-                f"f3, f4 in px) are left out; left out for the floor: {excluded or 'n/a'}. "
-                "— = not run, or no frame with both values (e.g. no needle predicted); "
-                "frames used per case: fK_n in the CSV."]
-    t2_notes = [*notes, "IoU per frame and class, a class absent from both masks left out; "
-                "mean over frames of a case; Average column = mean of the class means; "
-                "AVG row = mean of case rows; — = not run / no value."]
-    ag_notes = [*notes, "Pooled over all held-out frames with both values; the paper reports "
-                "none of these. Bias and limits: A − M, bias ± 1.96 SD (Bland–Altman). "
-                "ICC(2,1): two-way random, absolute agreement, single measure. "
-                "tip_px: Euclidean manual-to-automatic needle tip distance."]
-    specs = [
-        ("table1", t1, tables.table1_rows(t1), "Table 1: number of images per case", notes),
-        ("table2_iou", t2, tables.table2_rows(t2), "Table 2: average IoU", t2_notes),
-        ("table3_relative_error", t3, tables.table3_rows(t3),
-         "Table 3: average and SD of relative errors [%]", t3_notes),
-        ("agreement", ag, tables.agreement_rows(ag),
-         "Agreement of automatic (A) and manual (M) features", ag_notes),
-        ("absolute_error", ae, tables.absolute_error_rows(ae),
-         "Absolute errors |A − M| per case (mean ± SD)", notes),
-    ]
-    markdown: dict[str, str] = {}
-    for name, df, (header, rows), title, nts in specs:
-        _write_csv(df, out / f"{name}.csv", files)
-        markdown[name] = tables.to_markdown(header, rows, title=title, notes=nts)
-        _write_text(markdown[name], out / f"{name}.md", files)
-    _write_csv(frames.set_index(["fold", "case", "frame"]), out / "frames_all.csv", files)
-    _write_csv(re_frames.set_index(["case", "frame"]), out / "relative_error_frames.csv", files)
-    sh, sr = _status_rows(status)
-    _write_text("# sercseg_tf leave-one-case-out report\n\n"
-                + "\n".join(f"- {n}" for n in notes) + "\n\n"
-                + tables.to_markdown(sh, sr, title="Folds") + "\n"
-                + "\n".join(markdown[s[0]] for s in specs), out / "report.md", files)
-
-    # Figures.
-    histories = load_histories(model_dir, folds)
-    curve = figures.learning_curve_table(histories)
-    fig_files: dict[str, list[tuple[str, str]]] = {"fig3": [], "fig4": [], "fig6": [],
-                                                   "ba": []}
-    if not curve.empty:
-        _write_csv(curve, out / "learning_curve.csv", files)
-    p = figures.figure3_learning_curve(curve, fig_dir / "figure3_learning_curve.png",
-                                       n_folds=len(histories))
-    if p:
-        files.append(p)
-        fig_files["fig3"].append((f"{FIGURES_SUBDIR}/{p.name}",
-                                  f"Learning curve averaged over {len(histories)} fold(s)."))
-    for (fold, case), grp in frames.groupby(["fold", "case"]):
-        pdir = layout.predict_dir(model_dir, int(fold))
-        p4 = figures.figure4_case(grp, pdir, fig_dir / f"figure4_case{int(case):02d}.png")
-        if p4:
-            files.append(p4)
-            fig_files["fig4"].append((f"{FIGURES_SUBDIR}/{p4.name}",
-                                      f"Case {int(case)}: (a) input, (b) manual, (c) automatic."))
-        p6 = figures.figure6_case(grp, pdir, fig_dir / f"figure6_case{int(case):02d}.png")
-        if p6:
-            files.append(p6)
-            fig_files["fig6"].append((f"{FIGURES_SUBDIR}/{p6.name}",
-                                      f"Case {int(case)}: needle tip of the frame with the "
-                                      "largest tip error, or the middle frame if no automatic "
-                                      "tip (green + manual, red dot automatic)."))
-    for name, fn, cap in (("bland_altman.png", figures.bland_altman_plot,
-                           "Bland–Altman plots of f1–f4."),
-                          ("scatter_auto_vs_manual.png", figures.scatter_plot,
-                           "Automatic against manual value per feature (dashed: identity).")):
-        pb = fn(frames, fig_dir / name) if len(frames) else None
-        if pb:
-            files.append(pb)
-            fig_files["ba"].append((f"{FIGURES_SUBDIR}/{pb.name}", cap))
-
-    # HTML.
+    computed, rendered = _write_tables(frames, notes, status, out, files)
+    fig_files, has_curve = _write_figures(frames, model_dir, folds, out, files)
     warnings = [f"Fold {k:02d} failed: {v}" for k, v in sorted(failed.items())]
     if not len(frames):
         warnings.append("No fold has predictions yet: tables are empty.")
-    sec = html_page.Section
-    sections = [
-        sec("Folds", "folds", table_html=tables.to_html(sh, sr),
-            links=[os.path.relpath(model_dir / layout.STATUS_JSON, out)]
-            if (model_dir / layout.STATUS_JSON).exists() else []),
-        sec("Table 1: images per case", "table1",
-            table_html=tables.to_html(*specs[0][2]), links=["table1.csv", "table1.md"]),
-        sec("Table 2: average IoU", "table2", table_html=tables.to_html(*specs[1][2]),
-            notes=t2_notes[2:], links=["table2_iou.csv", "table2_iou.md"]),
-        sec("Table 3: relative errors [%]", "table3", table_html=tables.to_html(*specs[2][2]),
-            notes=t3_notes[2:], links=["table3_relative_error.csv", "table3_relative_error.md",
-                                       "relative_error_frames.csv"]),
-        sec("Agreement statistics", "agreement", table_html=tables.to_html(*specs[3][2])
-            + tables.to_html(*specs[4][2]), notes=ag_notes[2:],
-            figures=fig_files["ba"], links=["agreement.csv", "agreement.md",
-                                            "absolute_error.csv", "absolute_error.md",
-                                            "frames_all.csv"]),
-        sec("Figure 3: learning curve", "figure3", figures=fig_files["fig3"],
-            intro="" if fig_files["fig3"] else "No history.csv found.",
-            links=["learning_curve.csv"] if not curve.empty else []),
-        sec("Figure 4: segmentation examples", "figure4", figures=fig_files["fig4"],
-            intro="Middle held-out frame of each case; colours: " + ", ".join(
-                tables.IOU_DISPLAY_NAMES) + " as in the legend."),
-        sec("Figure 6: needle tip close-ups", "figure6", figures=fig_files["fig6"],
-            intro="" if fig_files["fig6"] else "No frame with both tips found."),
-    ]
+    sections = _html_sections(rendered, status, fig_files, has_curve, model_dir, out)
     index = out / "index.html"
     _write_text(html_page.render("sercseg_tf: leave-one-case-out reproduction report",
                                  notes, warnings, sections), index, files)
     return ReportResult(output_dir=out, index_html=index, files=files,
-                        folds_reported=reported, folds_failed=failed,
-                        tables={"table1": t1, "table2_iou": t2, "table3_relative_error": t3,
-                                "agreement": ag, "absolute_error": ae})
+                        folds_reported=reported, folds_failed=failed, tables=computed)
 
 
 def define_flags() -> None:

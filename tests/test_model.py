@@ -30,6 +30,8 @@ ALIGNED = (65, 97)
 ODD = (50, 71)
 # conv1 + 16 blocks x 3 convs + 4 shortcut convs = 53 convolutions, each with a BatchNorm.
 RESNET50_WEIGHTED_LAYERS = 106
+# ResNet-50 53; ASPP 6 (1x1, three atrous, pooling, projection); decoder 1 + 2 x 2 separable.
+DEEPLAB_BATCH_NORMS = 53 + 6 + 5
 
 
 def _feature_size(n: int, stride: int) -> int:
@@ -66,6 +68,16 @@ def reference_resnet() -> keras.Model:
 
 def _images(shape, seed=0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def _batch_norms(layer: keras.layers.Layer) -> list[keras.layers.BatchNormalization]:
+    """Every BatchNormalization inside ``layer``, nested custom layers included.
+
+    Keras 3 has no public walk into the sublayers of a custom Layer (``model.layers``
+    stops at ASPP and the decoder), hence the private ``_flatten_layers``, in tests only.
+    """
+    return [la for la in layer._flatten_layers(include_self=True, recursive=True)
+            if isinstance(la, keras.layers.BatchNormalization)]
 
 
 # --- preprocessing -------------------------------------------------------------------
@@ -171,6 +183,31 @@ def test_decoder_projects_stride4_features_to_48_channels(models):
     assert tuple(decoder.classifier.kernel.shape) == (1, 1, 256, NUM_CLASSES)
 
 
+@pytest.mark.parametrize("momentum, sync", [(0.9, True), (0.97, False), (0.99, False)])
+def test_build_model_passes_bn_settings_to_every_batch_norm(momentum, sync):
+    from sercseg_tf.config import ExperimentConfig
+    from sercseg_tf.training import modeling
+
+    config = ExperimentConfig().replace(output_stride=32, init_checkpoint="none",
+                                        bn_momentum=momentum, sync_batchnorm=sync)
+    model = modeling.build_model(config)
+    bns = _batch_norms(model)
+    assert len(bns) == DEEPLAB_BATCH_NORMS
+    assert {(la.momentum, la.synchronized) for la in bns} == {(momentum, sync)}
+    # The nested ones (inside ASPP and the decoder) too, and they survive get/from_config.
+    for name in ("aspp", "decoder"):
+        layer = model.get_layer(name)
+        clone = type(layer).from_config(layer.get_config())
+        assert {(la.momentum, la.synchronized) for la in _batch_norms(clone)} == {
+            (momentum, sync)}
+
+
+def test_model_level_bn_defaults_are_keras_defaults(models):
+    bns = _batch_norms(models[16])
+    assert len(bns) == DEEPLAB_BATCH_NORMS
+    assert {(la.momentum, la.synchronized) for la in bns} == {(0.99, False)}
+
+
 def test_plain_decoder_option():
     decoder = DeepLabV3PlusDecoder(num_classes=3, separable=False)
     out = decoder([tf.zeros((1, 9, 11, 256)), tf.zeros((1, 3, 3, 256))])
@@ -223,8 +260,13 @@ def test_every_trainable_variable_gets_a_gradient(models):
     [
         (ConvBNReLU(8, 3, dilation_rate=2, name="cbr"), [(1, 9, 9, 5)]),
         (ConvBNReLU(8, 3, separable=True, name="sep"), [(1, 9, 9, 5)]),
+        (ConvBNReLU(8, 1, bn_momentum=0.9, sync_batchnorm=True, name="cbr_bn"), [(1, 5, 5, 3)]),
         (ASPP(16, atrous_rates=(1, 2, 3), dropout_rate=0.2, name="aspp"), [(1, 7, 9, 12)]),
+        (ASPP(8, atrous_rates=(1, 2, 3), bn_momentum=0.5, sync_batchnorm=True, name="aspp_bn"),
+         [(1, 7, 9, 12)]),
         (DeepLabV3PlusDecoder(3, 8, 16, separable=False, name="dec"), [(1, 9, 9, 6), (1, 3, 3, 7)]),
+        (DeepLabV3PlusDecoder(3, 8, 16, bn_momentum=0.8, sync_batchnorm=True, name="dec_bn"),
+         [(1, 9, 9, 6), (1, 3, 3, 7)]),
         (ResizeLike(align_corners=False, name="rs"), [(1, 3, 4, 2), (1, 7, 9, 1)]),
     ],
 )
@@ -236,6 +278,8 @@ def test_custom_layer_config_round_trip(layer, inputs):
     config = layer.get_config()
     clone = type(layer).from_config(config)
     assert clone.get_config() == config
+    bn_settings = {(la.momentum, la.synchronized) for la in _batch_norms(layer)}
+    assert {(la.momentum, la.synchronized) for la in _batch_norms(clone)} == bn_settings
     # Registered for Keras serialization (needed by .keras files).
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     assert type(restored) is type(layer) and restored.get_config() == config

@@ -49,6 +49,9 @@ class ConvBNReLU(keras.layers.Layer):
       kernel_size: spatial kernel size (square).
       dilation_rate: atrous rate of the kxk convolution.
       separable: depthwise-separable instead of a plain convolution.
+      bn_momentum: moving-average momentum of the BatchNormalization layer(s).
+      sync_batchnorm: BatchNormalization statistics over all replicas (Keras
+        ``synchronized``).
       **kwargs: `keras.layers.Layer` arguments.
     """
 
@@ -58,6 +61,8 @@ class ConvBNReLU(keras.layers.Layer):
         kernel_size: int = 3,
         dilation_rate: int = 1,
         separable: bool = False,
+        bn_momentum: float = 0.99,
+        sync_batchnorm: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -65,6 +70,8 @@ class ConvBNReLU(keras.layers.Layer):
         self.kernel_size = int(kernel_size)
         self.dilation_rate = int(dilation_rate)
         self.separable = bool(separable)
+        self.bn_momentum = float(bn_momentum)
+        self.sync_batchnorm = bool(sync_batchnorm)
         if self.separable:
             self.steps = [
                 keras.layers.DepthwiseConv2D(
@@ -74,10 +81,10 @@ class ConvBNReLU(keras.layers.Layer):
                     use_bias=False,
                     name="depthwise_conv",
                 ),
-                keras.layers.BatchNormalization(name="depthwise_bn"),
+                self._batch_norm("depthwise_bn"),
                 keras.layers.ReLU(name="depthwise_relu"),
                 keras.layers.Conv2D(self.filters, 1, use_bias=False, name="pointwise_conv"),
-                keras.layers.BatchNormalization(name="pointwise_bn"),
+                self._batch_norm("pointwise_bn"),
                 keras.layers.ReLU(name="pointwise_relu"),
             ]
         else:
@@ -90,9 +97,14 @@ class ConvBNReLU(keras.layers.Layer):
                     use_bias=False,
                     name="conv",
                 ),
-                keras.layers.BatchNormalization(name="bn"),
+                self._batch_norm("bn"),
                 keras.layers.ReLU(name="relu"),
             ]
+
+    def _batch_norm(self, name: str) -> keras.layers.BatchNormalization:
+        return keras.layers.BatchNormalization(
+            momentum=self.bn_momentum, synchronized=self.sync_batchnorm, name=name
+        )
 
     def build(self, input_shape):
         """Builds the sub-layers for a ``[B, h, w, C]`` input."""
@@ -124,6 +136,8 @@ class ConvBNReLU(keras.layers.Layer):
             kernel_size=self.kernel_size,
             dilation_rate=self.dilation_rate,
             separable=self.separable,
+            bn_momentum=self.bn_momentum,
+            sync_batchnorm=self.sync_batchnorm,
         )
         return config
 
@@ -137,6 +151,8 @@ class ASPP(keras.layers.Layer):
       atrous_rates: dilation rates of the three 3x3 branches; see
         `atrous_rates_for_output_stride`.
       dropout_rate: dropout after the projection (0.1).
+      bn_momentum: moving-average momentum of every BatchNormalization.
+      sync_batchnorm: BatchNormalization statistics over all replicas.
       **kwargs: `keras.layers.Layer` arguments (name, dtype, ...).
 
     Input ``[B, h, w, C]``; output ``[B, h, w, output_channels]``.
@@ -147,6 +163,8 @@ class ASPP(keras.layers.Layer):
         output_channels: int = 256,
         atrous_rates: Sequence[int] = _RATES_AT_OS16,
         dropout_rate: float = 0.1,
+        bn_momentum: float = 0.99,
+        sync_batchnorm: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -155,13 +173,16 @@ class ASPP(keras.layers.Layer):
         self.output_channels = int(output_channels)
         self.atrous_rates = tuple(int(r) for r in atrous_rates)
         self.dropout_rate = float(dropout_rate)
-        self.conv1x1 = ConvBNReLU(self.output_channels, 1, name="conv1x1")
+        self.bn_momentum = float(bn_momentum)
+        self.sync_batchnorm = bool(sync_batchnorm)
+        bn = {"bn_momentum": self.bn_momentum, "sync_batchnorm": self.sync_batchnorm}
+        self.conv1x1 = ConvBNReLU(self.output_channels, 1, name="conv1x1", **bn)
         self.atrous_branches = [
-            ConvBNReLU(self.output_channels, 3, rate, name=f"atrous{i + 1}")
+            ConvBNReLU(self.output_channels, 3, rate, name=f"atrous{i + 1}", **bn)
             for i, rate in enumerate(self.atrous_rates)
         ]
-        self.pool_branch = ConvBNReLU(self.output_channels, 1, name="image_pooling")
-        self.projection = ConvBNReLU(self.output_channels, 1, name="projection")
+        self.pool_branch = ConvBNReLU(self.output_channels, 1, name="image_pooling", **bn)
+        self.projection = ConvBNReLU(self.output_channels, 1, name="projection", **bn)
         self.dropout = keras.layers.Dropout(self.dropout_rate, name="dropout")
 
     def build(self, input_shape):
@@ -198,5 +219,7 @@ class ASPP(keras.layers.Layer):
             output_channels=self.output_channels,
             atrous_rates=list(self.atrous_rates),
             dropout_rate=self.dropout_rate,
+            bn_momentum=self.bn_momentum,
+            sync_batchnorm=self.sync_batchnorm,
         )
         return config

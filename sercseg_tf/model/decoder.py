@@ -87,6 +87,8 @@ class DeepLabV3PlusDecoder(keras.layers.Layer):
       low_level_channels: channels of the stride-4 projection (48).
       decoder_channels: channels of the two 3x3 fusion convolutions (256).
       separable: depthwise-separable fusion convolutions (DeepLabV3+ default) or plain.
+      bn_momentum: moving-average momentum of every BatchNormalization.
+      sync_batchnorm: BatchNormalization statistics over all replicas.
       **kwargs: `keras.layers.Layer` arguments.
 
     Call with ``[low_level [B, h4, w4, C_low], aspp [B, hs, ws, C_aspp]]``; returns
@@ -99,6 +101,8 @@ class DeepLabV3PlusDecoder(keras.layers.Layer):
         low_level_channels: int = 48,
         decoder_channels: int = 256,
         separable: bool = True,
+        bn_momentum: float = 0.99,
+        sync_batchnorm: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -106,11 +110,18 @@ class DeepLabV3PlusDecoder(keras.layers.Layer):
         self.low_level_channels = int(low_level_channels)
         self.decoder_channels = int(decoder_channels)
         self.separable = bool(separable)
+        self.bn_momentum = float(bn_momentum)
+        self.sync_batchnorm = bool(sync_batchnorm)
+        bn = {"bn_momentum": self.bn_momentum, "sync_batchnorm": self.sync_batchnorm}
         self.low_level_projection = ConvBNReLU(
-            self.low_level_channels, 1, name="low_level_projection"
+            self.low_level_channels, 1, name="low_level_projection", **bn
         )
-        self.fuse1 = ConvBNReLU(self.decoder_channels, 3, separable=self.separable, name="fuse1")
-        self.fuse2 = ConvBNReLU(self.decoder_channels, 3, separable=self.separable, name="fuse2")
+        self.fuse1 = ConvBNReLU(
+            self.decoder_channels, 3, separable=self.separable, name="fuse1", **bn
+        )
+        self.fuse2 = ConvBNReLU(
+            self.decoder_channels, 3, separable=self.separable, name="fuse2", **bn
+        )
         self.classifier = keras.layers.Conv2D(self.num_classes, 1, name="classifier")
 
     def build(self, input_shape):
@@ -147,5 +158,7 @@ class DeepLabV3PlusDecoder(keras.layers.Layer):
             low_level_channels=self.low_level_channels,
             decoder_channels=self.decoder_channels,
             separable=self.separable,
+            bn_momentum=self.bn_momentum,
+            sync_batchnorm=self.sync_batchnorm,
         )
         return config

@@ -30,6 +30,8 @@ def build_deeplab(
     aspp_dropout: float = 0.1,
     decoder_separable: bool = True,
     name: str = "deeplabv3plus",
+    bn_momentum: float = 0.99,
+    sync_batchnorm: bool = False,
 ) -> keras.Model:
     """Builds DeepLabV3+ with a dilated ResNet-50 backbone (random init).
 
@@ -40,6 +42,10 @@ def build_deeplab(
       aspp_dropout: dropout rate after the ASPP projection.
       decoder_separable: depthwise-separable (True) or plain 3x3 decoder convolutions.
       name: model name.
+      bn_momentum: moving-average momentum of every BatchNormalization layer (Keras
+        convention ``moving = m * moving + (1 - m) * batch``).
+      sync_batchnorm: every BatchNormalization computes its training-mode statistics
+        over the global batch across replicas (Keras ``synchronized=True``).
 
     Returns:
       ``keras.Model`` mapping float32 ``[B, H, W, 3]`` preprocessed images
@@ -48,15 +54,17 @@ def build_deeplab(
       Load ImageNet weights with `sercseg_tf.model.init.load_imagenet_weights`.
     """
     inputs = keras.Input(shape=(None, None, 3), dtype="float32", name=SAMPLE_IMAGE)
-    features = resnet50_features(inputs, output_stride)
+    bn = {"bn_momentum": bn_momentum, "sync_batchnorm": sync_batchnorm}
+    features = resnet50_features(inputs, output_stride, **bn)
     aspp = ASPP(
         output_channels=256,
         atrous_rates=atrous_rates_for_output_stride(output_stride),
         dropout_rate=aspp_dropout,
         name=ASPP_LAYER,
+        **bn,
     )(features["high_level"])
     logits = DeepLabV3PlusDecoder(
-        num_classes=num_classes, separable=decoder_separable, name=DECODER_LAYER
+        num_classes=num_classes, separable=decoder_separable, name=DECODER_LAYER, **bn
     )([features["low_level"], aspp])
     logits = ResizeLike(name=LOGITS_LAYER)([logits, inputs])
     return keras.Model(inputs, logits, name=name)

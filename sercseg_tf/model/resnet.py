@@ -77,35 +77,50 @@ def stage_strides_and_rates(output_stride: int) -> dict[str, tuple[int, int]]:
     return plan
 
 
+def _batch_norm(name: str, momentum: float, synchronized: bool) -> keras.layers.Layer:
+    """A Keras Applications BatchNormalization (channels last, ``BN_EPSILON``)."""
+    return keras.layers.BatchNormalization(
+        axis=-1, epsilon=BN_EPSILON, momentum=momentum, synchronized=synchronized, name=name
+    )
+
+
 def _bottleneck_block(
-    x, filters: int, stride: int, rate: int, conv_shortcut: bool, name: str
+    x,
+    filters: int,
+    stride: int,
+    rate: int,
+    conv_shortcut: bool,
+    name: str,
+    bn_momentum: float = 0.99,
+    sync_batchnorm: bool = False,
 ):
     """One Keras Applications ResNet v1 bottleneck block with an optional dilation.
 
     ``y = relu(shortcut(x) + bn3(conv3(relu(bn2(conv2_rate(relu(bn1(conv1_stride(x)))))))))``
     """
+    bn = {"momentum": bn_momentum, "synchronized": sync_batchnorm}
     if conv_shortcut:
         shortcut = keras.layers.Conv2D(4 * filters, 1, strides=stride, name=f"{name}_0_conv")(x)
-        shortcut = keras.layers.BatchNormalization(
-            axis=-1, epsilon=BN_EPSILON, name=f"{name}_0_bn"
-        )(shortcut)
+        shortcut = _batch_norm(f"{name}_0_bn", **bn)(shortcut)
     else:
         shortcut = x
     x = keras.layers.Conv2D(filters, 1, strides=stride, name=f"{name}_1_conv")(x)
-    x = keras.layers.BatchNormalization(axis=-1, epsilon=BN_EPSILON, name=f"{name}_1_bn")(x)
+    x = _batch_norm(f"{name}_1_bn", **bn)(x)
     x = keras.layers.Activation("relu", name=f"{name}_1_relu")(x)
     x = keras.layers.Conv2D(
         filters, 3, padding="same", dilation_rate=rate, name=f"{name}_2_conv"
     )(x)
-    x = keras.layers.BatchNormalization(axis=-1, epsilon=BN_EPSILON, name=f"{name}_2_bn")(x)
+    x = _batch_norm(f"{name}_2_bn", **bn)(x)
     x = keras.layers.Activation("relu", name=f"{name}_2_relu")(x)
     x = keras.layers.Conv2D(4 * filters, 1, name=f"{name}_3_conv")(x)
-    x = keras.layers.BatchNormalization(axis=-1, epsilon=BN_EPSILON, name=f"{name}_3_bn")(x)
+    x = _batch_norm(f"{name}_3_bn", **bn)(x)
     x = keras.layers.Add(name=f"{name}_add")([shortcut, x])
     return keras.layers.Activation("relu", name=f"{name}_out")(x)
 
 
-def resnet50_features(inputs, output_stride: int = 16) -> dict[str, keras.KerasTensor]:
+def resnet50_features(
+    inputs, output_stride: int = 16, bn_momentum: float = 0.99, sync_batchnorm: bool = False
+) -> dict[str, keras.KerasTensor]:
     """Applies a dilated ResNet-50 to a Keras tensor (functional API).
 
     The layers are created in the caller's graph, so a model built on the result holds
@@ -115,6 +130,9 @@ def resnet50_features(inputs, output_stride: int = 16) -> dict[str, keras.KerasT
       inputs: Keras tensor ``[B, H, W, 3]``, preprocessed
         (`sercseg_tf.model.preprocessing.preprocess_images`).
       output_stride: 8, 16 or 32 (see `stage_strides_and_rates`).
+      bn_momentum: moving-average momentum of every BatchNormalization.
+      sync_batchnorm: BatchNormalization statistics over all replicas (Keras
+        ``synchronized``).
 
     Returns:
       ``{"low_level": stride-4 features [B, h4, w4, 256] (conv2_block3_out),
@@ -124,7 +142,7 @@ def resnet50_features(inputs, output_stride: int = 16) -> dict[str, keras.KerasT
     plan = stage_strides_and_rates(output_stride)
     x = keras.layers.ZeroPadding2D(padding=((3, 3), (3, 3)), name="conv1_pad")(inputs)
     x = keras.layers.Conv2D(64, 7, strides=2, name="conv1_conv")(x)
-    x = keras.layers.BatchNormalization(axis=-1, epsilon=BN_EPSILON, name="conv1_bn")(x)
+    x = _batch_norm("conv1_bn", bn_momentum, sync_batchnorm)(x)
     x = keras.layers.Activation("relu", name="conv1_relu")(x)
     x = keras.layers.ZeroPadding2D(padding=((1, 1), (1, 1)), name="pool1_pad")(x)
     x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
@@ -139,22 +157,32 @@ def resnet50_features(inputs, output_stride: int = 16) -> dict[str, keras.KerasT
                 rate=rate,
                 conv_shortcut=block == 1,
                 name=f"{stage}_block{block}",
+                bn_momentum=bn_momentum,
+                sync_batchnorm=sync_batchnorm,
             )
         if stage == "conv2":
             low_level = x
     return {"low_level": low_level, "high_level": x}
 
 
-def build_resnet50_backbone(output_stride: int = 16, name: str = "resnet50") -> keras.Model:
+def build_resnet50_backbone(
+    output_stride: int = 16,
+    name: str = "resnet50",
+    bn_momentum: float = 0.99,
+    sync_batchnorm: bool = False,
+) -> keras.Model:
     """Builds the dilated ResNet-50 as a stand-alone model with two outputs.
 
     Args:
       output_stride: 8, 16 or 32.
       name: model name.
+      bn_momentum: moving-average momentum of every BatchNormalization.
+      sync_batchnorm: BatchNormalization statistics over all replicas.
 
     Returns:
       ``keras.Model`` taking float32 ``[B, None, None, 3]`` preprocessed images and
       returning ``{"low_level": [B, h/4, w/4, 256], "high_level": [B, h/OS, w/OS, 2048]}``.
     """
     inputs = keras.Input(shape=(None, None, 3), dtype="float32", name=SAMPLE_IMAGE)
-    return keras.Model(inputs, resnet50_features(inputs, output_stride), name=name)
+    features = resnet50_features(inputs, output_stride, bn_momentum, sync_batchnorm)
+    return keras.Model(inputs, features, name=name)

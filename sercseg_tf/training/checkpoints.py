@@ -22,6 +22,7 @@ from absl import logging
 
 from sercseg_tf import layout
 from sercseg_tf.config import ExperimentConfig
+from sercseg_tf.training import modeling
 
 
 def model_variables(model: keras.Model) -> dict[str, tf.Variable]:
@@ -46,13 +47,6 @@ def make_checkpoint(model: keras.Model,
     if optimizer is None:
         return tf.train.Checkpoint(model=model_variables(model))
     return tf.train.Checkpoint(model=model_variables(model), optimizer=optimizer)
-
-
-def make_optimizer(config: ExperimentConfig) -> keras.optimizers.Optimizer:
-    """Adam (the paper) or SGD with momentum 0.9, constant ``config.learning_rate``."""
-    if config.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=config.learning_rate)
-    return keras.optimizers.SGD(learning_rate=config.learning_rate, momentum=0.9)
 
 
 def latest_checkpoint(model_dir: str | os.PathLike, fold: int) -> str:
@@ -84,10 +78,8 @@ def restore_model(config: ExperimentConfig, model_dir: str | os.PathLike, fold: 
     Raises:
       FileNotFoundError: no checkpoint for the fold.
     """
-    from sercseg_tf.training.modeling import build_model
-
     path = latest_checkpoint(model_dir, fold)
-    model = build_model(config, load_init_weights=False)
+    model = modeling.build_model(config, load_init_weights=False)
     status = make_checkpoint(model).restore(path)
     status.expect_partial()
     status.assert_existing_objects_matched()

@@ -15,15 +15,19 @@ ignore label (255) are excluded from the sum and the count.
 `train_fold` adds the bookkeeping: `tf.train.CheckpointManager` (resume from the latest
 checkpoint at the right step; a checkpoint every ``save_checkpoints_steps`` steps, at
 the end and on Ctrl-C), TensorBoard summaries, history CSVs, progress logging and
-periodic evaluation on the held-out case.
+periodic evaluation on the held-out case. It is split into `_setup` (a `_FoldRun`),
+`_train_one_step`, `_log_progress`, `_run_eval`, `_save` and `_close`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+import pathlib
 import shutil
 import time
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -33,7 +37,12 @@ from absl import logging
 
 from sercseg_tf import formats, labels, layout
 from sercseg_tf.config import ExperimentConfig, save_config
+from sercseg_tf.data import dataset as dataset_lib
+from sercseg_tf.data import tfrecord
+from sercseg_tf.training import checkpoints, distribute, evaluator, modeling, summaries
 from sercseg_tf.training.losses import masked_cross_entropy_sums
+from sercseg_tf.training.optimizer import make_optimizer
+from sercseg_tf.training.summaries import HistoryCsv
 
 TRAIN_HISTORY_COLUMNS = ("step", "loss")
 EVAL_HISTORY_COLUMNS = ("step", "loss", "iou_oocyte", "iou_serc", "iou_needle", "miou")
@@ -87,6 +96,295 @@ def _format_eta(seconds: float) -> str:
     return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+@dataclasses.dataclass
+class _Progress:
+    """Step counters and timers of a run; the first step (tracing) is not timed."""
+
+    step: int
+    loss: float = math.nan
+    window_loss: float = 0.0  # summed since the last progress line
+    window_steps: int = 0
+    timed_steps: int = 0
+    timed_seconds: float = 0.0
+    t_window: float = dataclasses.field(default_factory=time.perf_counter)
+    t_start: float = dataclasses.field(default_factory=time.perf_counter)
+
+    def restart_window(self) -> None:
+        """Starts a new logging window (after a progress line or an evaluation)."""
+        self.window_loss, self.window_steps = 0.0, 0
+        self.t_window = time.perf_counter()
+
+    def timed_rate(self) -> float:
+        """Steps per second over the timed steps (NaN before any)."""
+        return self.timed_steps / self.timed_seconds if self.timed_seconds > 0 else math.nan
+
+
+@dataclasses.dataclass
+class _FoldRun:
+    """Everything one fold's training holds between steps; built by `_setup`."""
+
+    config: ExperimentConfig
+    fold: int
+    strategy: tf.distribute.Strategy
+    strategy_name: str
+    chief: bool
+    train_cases: list[int]
+    held_out: int
+    ckpt_dir: pathlib.Path
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    manager: tf.train.CheckpointManager
+    start_step: int
+    num_params: int
+    iterator: Any
+    train_step: Callable[[Any], tf.Tensor]
+    train_writer: Any  # tf.summary writers (no-op writers on non-chief workers)
+    eval_writer: Any
+    train_history: HistoryCsv | None
+    eval_history: HistoryCsv | None
+    eval_ds: tf.data.Dataset
+    predict_step: Callable
+    last_saved: int  # step of the newest checkpoint, -1 for none
+    progress: _Progress
+    last_eval: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+def _resolve_strategy(strategy: str | tf.distribute.Strategy
+                      ) -> tuple[tf.distribute.Strategy, str]:
+    """Returns ``(strategy, its name)`` for a strategy name or instance."""
+    if isinstance(strategy, str):
+        return distribute.create_strategy(strategy), strategy
+    return strategy, type(strategy).__name__
+
+
+def _build_and_restore(config: ExperimentConfig, strategy: tf.distribute.Strategy,
+                       ckpt_dir: pathlib.Path
+                       ) -> tuple[keras.Model, keras.optimizers.Optimizer,
+                                  tf.train.CheckpointManager]:
+    """Builds model and optimizer under ``strategy`` and restores the newest checkpoint.
+
+    Returns:
+      ``(model, optimizer, manager)``; ``optimizer.iterations`` is the step to resume at.
+    """
+    with strategy.scope():
+        model = modeling.build_model(config)
+        optimizer = make_optimizer(config)
+        optimizer.build(model.trainable_variables)
+    ckpt = checkpoints.make_checkpoint(model, optimizer)
+    manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir),
+                                         max_to_keep=config.keep_checkpoint_max)
+    if manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        logging.info("Resuming from %s", manager.latest_checkpoint)
+    return model, optimizer, manager
+
+
+def _train_iterator(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
+                    train_cases: list[int], start_step: int,
+                    strategy: tf.distribute.Strategy) -> tf.distribute.DistributedIterator:
+    """Iterator over the distributed ``(images, labels)`` training batches.
+
+    A resumed run reseeds the stream so it does not replay the first batches.
+    """
+    train_ds = dataset_lib.build_dataset(
+        [tfrecord.case_file_pattern(tfrecord_dir, c) for c in train_cases],
+        is_training=True, batch_size=config.batch_size, crop_size=config.crop_size,
+        image_scale=config.image_scale, min_scale=config.min_scale,
+        max_scale=config.max_scale, scale_step=config.scale_step, flip=config.flip,
+        seed=config.seed + start_step, shuffle_buffer=config.shuffle_buffer)
+    train_ds = train_ds.map(lambda s: (s[formats.SAMPLE_IMAGE], s[formats.SAMPLE_LABEL]))
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    train_ds = train_ds.with_options(options)
+    return iter(strategy.experimental_distribute_dataset(train_ds))
+
+
+def _open_outputs(config: ExperimentConfig, model_dir: str | os.PathLike, fold: int,
+                  chief: bool, start_step: int
+                  ) -> tuple[Any, Any, HistoryCsv | None, HistoryCsv | None]:
+    """Writes the run's config; opens TensorBoard writers and history CSVs (chief only).
+
+    Returns:
+      ``(train_writer, eval_writer, train_history, eval_history)``; no-op writers and
+      no histories on a non-chief worker.
+    """
+    if not chief:
+        noop = tf.summary.create_noop_writer()
+        return noop, noop, None, None
+    save_config(config, layout.config_path(model_dir, fold))
+    train_dir, eval_dir = layout.train_dir(model_dir, fold), layout.eval_dir(model_dir, fold)
+    return (tf.summary.create_file_writer(str(train_dir)),
+            tf.summary.create_file_writer(str(eval_dir)),
+            HistoryCsv(train_dir / layout.HISTORY_CSV, TRAIN_HISTORY_COLUMNS,
+                       resume_step=start_step),
+            HistoryCsv(eval_dir / layout.HISTORY_CSV, EVAL_HISTORY_COLUMNS,
+                       resume_step=start_step))
+
+
+def _setup(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
+           model_dir: str | os.PathLike, fold: int,
+           strategy: str | tf.distribute.Strategy) -> _FoldRun:
+    """Strategy, model, optimizer (resumed), input, writers and evaluator of a fold.
+
+    Raises:
+      ValueError: the fold leaves no case to train on.
+    """
+    strategy, strategy_name = _resolve_strategy(strategy)
+    chief = distribute.is_chief(strategy)
+    keras.utils.set_random_seed(config.seed)
+    train_cases, held_out = dataset_lib.fold_cases(tfrecord_dir, fold)
+    if not train_cases:
+        raise ValueError(f"{tfrecord_dir}: fold {fold} leaves no case to train on")
+    if chief:
+        ckpt_dir = layout.checkpoint_dir(model_dir, fold)
+    else:  # MultiWorkerMirrored: other workers save to a throw-away folder.
+        ckpt_dir = layout.worker_checkpoint_dir(model_dir, fold,
+                                                strategy.cluster_resolver.task_id)
+    model, optimizer, manager = _build_and_restore(config, strategy, ckpt_dir)
+    start_step = int(optimizer.iterations.numpy())
+    num_params = modeling.count_params(model)["total"]
+    logging.info("Fold %d: train cases %s, held-out case %d, %d replica(s) (%s), "
+                 "%d parameters, steps %d -> %d", fold, train_cases, held_out,
+                 strategy.num_replicas_in_sync, strategy_name, num_params,
+                 start_step, config.num_steps)
+    iterator = _train_iterator(config, tfrecord_dir, train_cases, start_step, strategy)
+    train_step = make_train_step(strategy, model, optimizer)
+    train_writer, eval_writer, train_history, eval_history = _open_outputs(
+        config, model_dir, fold, chief, start_step)
+    eval_ds = evaluator.heldout_dataset(tfrecord_dir, held_out, config.eval_max_images)
+    predict_step = evaluator.make_predict_step(model, config)
+    return _FoldRun(
+        config=config, fold=fold, strategy=strategy, strategy_name=strategy_name,
+        chief=chief, train_cases=train_cases, held_out=held_out, ckpt_dir=ckpt_dir,
+        model=model, optimizer=optimizer, manager=manager, start_step=start_step,
+        num_params=num_params, iterator=iterator, train_step=train_step,
+        train_writer=train_writer, eval_writer=eval_writer, train_history=train_history,
+        eval_history=eval_history, eval_ds=eval_ds, predict_step=predict_step,
+        last_saved=start_step if manager.latest_checkpoint else -1,
+        progress=_Progress(step=start_step))
+
+
+def _train_one_step(run: _FoldRun) -> None:
+    """Runs one step; records its loss (history, TensorBoard) and timing.
+
+    Raises:
+      FloatingPointError: the loss is NaN or infinite.
+    """
+    progress = run.progress
+    t_step = time.perf_counter()
+    loss = float(run.train_step(run.iterator))
+    step = int(run.optimizer.iterations.numpy())
+    progress.step, progress.loss = step, loss
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"fold {run.fold}: loss is {loss} at step {step}")
+    if step > run.start_step + 1:  # the first step includes tracing: not timed.
+        progress.timed_steps += 1
+        progress.timed_seconds += time.perf_counter() - t_step
+    progress.window_loss += loss
+    progress.window_steps += 1
+    if run.train_history is not None:
+        run.train_history.write({"step": step, "loss": loss})
+    with run.train_writer.as_default():
+        summaries.write_scalar("train/loss", loss, step)
+
+
+def _log_progress(run: _FoldRun) -> None:
+    """Logs the window's mean loss, rate and ETA; writes learning rate and steps/s."""
+    progress, config, step = run.progress, run.config, run.progress.step
+    elapsed = time.perf_counter() - progress.t_window
+    steps_per_sec = progress.window_steps / elapsed if elapsed > 0 else math.nan
+    rate = progress.timed_rate() if progress.timed_seconds > 0 else steps_per_sec
+    with run.train_writer.as_default():
+        summaries.write_scalar("train/learning_rate", _learning_rate(run.optimizer), step)
+        summaries.write_scalar("train/steps_per_sec", steps_per_sec, step)
+    run.train_writer.flush()
+    if run.train_history is not None:
+        run.train_history.flush()
+    logging.info("step %d/%d  loss %.4f  %.2f images/s  ETA %s", step,
+                 config.num_steps, progress.window_loss / progress.window_steps,
+                 steps_per_sec * config.batch_size,
+                 _format_eta((config.num_steps - step) / rate))
+    progress.restart_window()
+
+
+def _run_eval(run: _FoldRun, step: int) -> None:
+    """Evaluates the held-out case (chief only): TensorBoard, eval history, log line."""
+    if not run.chief:
+        return
+    t0 = time.perf_counter()
+    result = evaluator.evaluate_heldout(run.model, run.config, run.eval_ds,
+                                        num_panels=run.config.num_summary_images,
+                                        predict_step=run.predict_step)
+    means = result.class_means()
+    values = {"loss": result.loss, **{f"iou_{k}": v for k, v in means.items()
+                                       if k != "miou"}, "miou": means["miou"]}
+    with run.eval_writer.as_default():
+        for key, value in values.items():
+            summaries.write_scalar(f"eval/{key}", value, step)
+        if result.panels:
+            summaries.write_images("eval/overlays", np.stack(result.panels), step,
+                                   description="input | ground truth | prediction")
+    run.eval_writer.flush()
+    run.eval_history.write({"step": step, **values})
+    run.eval_history.flush()
+    run.last_eval = {"eval_loss": values["loss"],
+                     **{k: v for k, v in values.items() if k != "loss"}}
+    logging.info("eval step %d (%d frames, %.1fs): loss %.4f  IoU oocyte %.3f  sERC %.3f"
+                 "  needle %.3f  mean %.3f", step, len(result.rows),
+                 time.perf_counter() - t0, values["loss"], values["iou_oocyte"],
+                 values["iou_serc"], values["iou_needle"], values["miou"])
+
+
+def _save(run: _FoldRun, step: int) -> str:
+    """Saves checkpoint ``ckpt-<step>`` and flushes the train history; returns its path."""
+    path = run.manager.save(checkpoint_number=step)
+    if run.train_history is not None:
+        run.train_history.flush()
+    run.last_saved = step
+    return path
+
+
+def _save_on_interrupt(run: _FoldRun) -> None:
+    """Ctrl-C: saves the current step unless its checkpoint exists already."""
+    step = int(run.optimizer.iterations.numpy())
+    path = run.manager.latest_checkpoint if run.last_saved == step else _save(run, step)
+    logging.warning("Interrupted: checkpoint saved at step %d (%s); run the same "
+                    "command again to resume", step, path)
+
+
+def _close(run: _FoldRun) -> None:
+    """Closes histories and writers; a non-chief worker deletes its throw-away folder."""
+    for history in (run.train_history, run.eval_history):
+        if history is not None:
+            history.close()
+    run.train_writer.close()
+    run.eval_writer.close()
+    if not run.chief:
+        shutil.rmtree(run.ckpt_dir, ignore_errors=True)
+
+
+def _summary(run: _FoldRun) -> dict[str, Any]:
+    """The dict `train_fold` returns (see there)."""
+    progress = run.progress
+    rate = progress.timed_rate()
+    return {
+        "fold": int(run.fold),
+        "held_out": run.held_out,
+        "train_cases": run.train_cases,
+        "start_step": run.start_step,
+        "final_step": progress.step,
+        "final_loss": progress.loss,
+        "steps_per_sec": rate,
+        "images_per_sec": rate * run.config.batch_size,
+        "train_seconds": time.perf_counter() - progress.t_start,
+        "checkpoint": run.manager.latest_checkpoint,
+        "num_params": run.num_params,
+        "strategy": run.strategy_name,
+        "num_replicas": run.strategy.num_replicas_in_sync,
+        **run.last_eval,
+    }
+
+
 def train_fold(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
                model_dir: str | os.PathLike, fold: int,
                strategy: str | tf.distribute.Strategy = "auto") -> dict[str, Any]:
@@ -101,190 +399,28 @@ def train_fold(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
       KeyboardInterrupt: after saving a checkpoint at the current step.
       FloatingPointError: the loss became NaN/inf (no checkpoint is written then).
     """
-    from sercseg_tf.data import dataset as dataset_lib
-    from sercseg_tf.data import tfrecord
-    from sercseg_tf.training import checkpoints, distribute, evaluator, modeling, summaries
-    from sercseg_tf.training.summaries import HistoryCsv
-
-    if isinstance(strategy, str):
-        strategy_name = strategy
-        strategy = distribute.create_strategy(strategy)
-    else:
-        strategy_name = type(strategy).__name__
-    chief = distribute.is_chief(strategy)
-    keras.utils.set_random_seed(config.seed)
-
-    train_cases, held_out = dataset_lib.fold_cases(tfrecord_dir, fold)
-    if not train_cases:
-        raise ValueError(f"{tfrecord_dir}: fold {fold} leaves no case to train on")
-    ckpt_dir = layout.checkpoint_dir(model_dir, fold)
-    if not chief:  # MultiWorkerMirrored: other workers save to a throw-away folder.
-        ckpt_dir = ckpt_dir / f"worker_tmp_{strategy.cluster_resolver.task_id}"
-
-    with strategy.scope():
-        model = modeling.build_model(config)
-        optimizer = checkpoints.make_optimizer(config)
-        optimizer.build(model.trainable_variables)
-    ckpt = checkpoints.make_checkpoint(model, optimizer)
-    manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir),
-                                         max_to_keep=config.keep_checkpoint_max)
-    if manager.latest_checkpoint:
-        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        logging.info("Resuming from %s", manager.latest_checkpoint)
-    start_step = int(optimizer.iterations.numpy())
-    num_params = modeling.count_params(model)
-    logging.info("Fold %d: train cases %s, held-out case %d, %d replica(s) (%s), "
-                 "%d parameters, steps %d -> %d", fold, train_cases, held_out,
-                 strategy.num_replicas_in_sync, strategy_name, num_params["total"],
-                 start_step, config.num_steps)
-
-    # Input: a resumed run reseeds the stream so it does not replay the first batches.
-    train_ds = dataset_lib.build_dataset(
-        [tfrecord.case_file_pattern(tfrecord_dir, c) for c in train_cases],
-        is_training=True, batch_size=config.batch_size, crop_size=config.crop_size,
-        image_scale=config.image_scale, min_scale=config.min_scale,
-        max_scale=config.max_scale, scale_step=config.scale_step, flip=config.flip,
-        seed=config.seed + start_step, shuffle_buffer=config.shuffle_buffer)
-    train_ds = train_ds.map(lambda s: (s[formats.SAMPLE_IMAGE], s[formats.SAMPLE_LABEL]))
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    train_ds = train_ds.with_options(options)
-    iterator = iter(strategy.experimental_distribute_dataset(train_ds))
-    train_step = make_train_step(strategy, model, optimizer)
-
-    if chief:
-        save_config(config, layout.config_path(model_dir, fold))
-        train_writer = tf.summary.create_file_writer(str(layout.train_dir(model_dir, fold)))
-        eval_writer = tf.summary.create_file_writer(str(layout.eval_dir(model_dir, fold)))
-        train_history = HistoryCsv(layout.train_dir(model_dir, fold) / layout.HISTORY_CSV,
-                                   TRAIN_HISTORY_COLUMNS, resume_step=start_step)
-        eval_history = HistoryCsv(layout.eval_dir(model_dir, fold) / layout.HISTORY_CSV,
-                                  EVAL_HISTORY_COLUMNS, resume_step=start_step)
-    else:
-        train_writer = eval_writer = tf.summary.create_noop_writer()
-        train_history = eval_history = None
-
-    eval_ds = evaluator.heldout_dataset(tfrecord_dir, held_out, config.eval_max_images)
-    predict_step = evaluator.make_predict_step(model, config)
-    last_eval: dict[str, float] = {}
-
-    def run_eval(step: int) -> None:
-        if not chief:
-            return
-        t0 = time.perf_counter()
-        result = evaluator.evaluate_heldout(model, config, eval_ds,
-                                          num_panels=config.num_summary_images,
-                                          predict_step=predict_step)
-        means = result.class_means()
-        values = {"loss": result.loss, **{f"iou_{k}": v for k, v in means.items()
-                                           if k != "miou"}, "miou": means["miou"]}
-        with eval_writer.as_default():
-            for key, value in values.items():
-                summaries.write_scalar(f"eval/{key}", value, step)
-            if result.panels:
-                summaries.write_images("eval/overlays", np.stack(result.panels), step,
-                                       description="input | ground truth | prediction")
-        eval_writer.flush()
-        eval_history.write({"step": step, **values})
-        eval_history.flush()
-        last_eval.clear()
-        last_eval.update({"eval_loss": values["loss"],
-                          **{k: v for k, v in values.items() if k != "loss"}})
-        logging.info("eval step %d (%d frames, %.1fs): loss %.4f  IoU oocyte %.3f  sERC %.3f"
-                     "  needle %.3f  mean %.3f", step, len(result.rows),
-                     time.perf_counter() - t0, values["loss"], values["iou_oocyte"],
-                     values["iou_serc"], values["iou_needle"], values["miou"])
-
-    def save(step: int) -> str:
-        path = manager.save(checkpoint_number=step)
-        if train_history is not None:
-            train_history.flush()
-        return path
-
-    step = start_step
-    loss = math.nan
-    window_loss, window_steps = 0.0, 0
-    timed_steps, timed_seconds = 0, 0.0
-    t_window = time.perf_counter()
-    t_start = time.perf_counter()
-    last_saved = start_step if manager.latest_checkpoint else -1
+    run = _setup(config, tfrecord_dir, model_dir, fold, strategy)
+    progress = run.progress
     try:
-        while step < config.num_steps:
-            t_step = time.perf_counter()
-            loss = float(train_step(iterator))
-            step = int(optimizer.iterations.numpy())
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"fold {fold}: loss is {loss} at step {step}")
-            if step > start_step + 1:  # the first step includes tracing: not timed.
-                timed_steps += 1
-                timed_seconds += time.perf_counter() - t_step
-            window_loss += loss
-            window_steps += 1
-            if train_history is not None:
-                train_history.write({"step": step, "loss": loss})
-            with train_writer.as_default():
-                summaries.write_scalar("train/loss", loss, step)
+        while progress.step < config.num_steps:
+            _train_one_step(run)
+            step = progress.step
             if step % config.log_every_steps == 0 or step == config.num_steps:
-                elapsed = time.perf_counter() - t_window
-                steps_per_sec = window_steps / elapsed if elapsed > 0 else math.nan
-                rate = timed_steps / timed_seconds if timed_seconds > 0 else steps_per_sec
-                with train_writer.as_default():
-                    summaries.write_scalar("train/learning_rate", _learning_rate(optimizer),
-                                           step)
-                    summaries.write_scalar("train/steps_per_sec", steps_per_sec, step)
-                train_writer.flush()
-                if train_history is not None:
-                    train_history.flush()
-                logging.info("step %d/%d  loss %.4f  %.2f images/s  ETA %s", step,
-                             config.num_steps, window_loss / window_steps,
-                             steps_per_sec * config.batch_size,
-                             _format_eta((config.num_steps - step) / rate))
-                window_loss, window_steps = 0.0, 0
-                t_window = time.perf_counter()
+                _log_progress(run)
             if step % config.save_checkpoints_steps == 0:
-                save(step)
-                last_saved = step
+                _save(run, step)
             if (config.eval_every_steps and step % config.eval_every_steps == 0
                     and step < config.num_steps):
-                run_eval(step)
-                t_window = time.perf_counter()
-                window_loss, window_steps = 0.0, 0
+                _run_eval(run, step)
+                progress.restart_window()  # evaluation time is not training time
             _on_step_end(step)
-        if last_saved != step:
-            save(step)
-            last_saved = step
-        if step > start_step or not last_eval:
-            run_eval(step)
+        if run.last_saved != progress.step:
+            _save(run, progress.step)
+        if progress.step > run.start_step or not run.last_eval:
+            _run_eval(run, progress.step)
     except KeyboardInterrupt:
-        step = int(optimizer.iterations.numpy())
-        path = manager.latest_checkpoint if last_saved == step else save(step)
-        logging.warning("Interrupted: checkpoint saved at step %d (%s); run the same "
-                        "command again to resume", step, path)
+        _save_on_interrupt(run)
         raise
     finally:
-        for history in (train_history, eval_history):
-            if history is not None:
-                history.close()
-        train_writer.close()
-        eval_writer.close()
-        if not chief:
-            shutil.rmtree(ckpt_dir, ignore_errors=True)
-
-    train_seconds = time.perf_counter() - t_start
-    rate = timed_steps / timed_seconds if timed_seconds > 0 else math.nan
-    return {
-        "fold": int(fold),
-        "held_out": held_out,
-        "train_cases": train_cases,
-        "start_step": start_step,
-        "final_step": step,
-        "final_loss": loss,
-        "steps_per_sec": rate,
-        "images_per_sec": rate * config.batch_size,
-        "train_seconds": train_seconds,
-        "checkpoint": manager.latest_checkpoint,
-        "num_params": num_params["total"],
-        "strategy": strategy_name,
-        "num_replicas": strategy.num_replicas_in_sync,
-        **last_eval,
-    }
+        _close(run)
+    return _summary(run)

@@ -8,6 +8,7 @@ from absl import logging
 
 from sercseg_tf import labels
 from sercseg_tf.config import ExperimentConfig
+from sercseg_tf.model import deeplab, init
 
 
 def build_model(config: ExperimentConfig, load_init_weights: bool = True) -> keras.Model:
@@ -35,18 +36,14 @@ def build_model(config: ExperimentConfig, load_init_weights: bool = True) -> ker
     Raises:
       FileNotFoundError: ``init_checkpoint`` names a file that does not exist.
     """
-    from sercseg_tf.model import deeplab, init  # MODEL's modules, imported lazily.
-
     model = deeplab.build_deeplab(
         num_classes=labels.NUM_CLASSES,
         output_stride=config.output_stride,
         aspp_dropout=config.aspp_dropout,
         decoder_separable=config.decoder_separable,
+        bn_momentum=float(config.bn_momentum),
+        sync_batchnorm=bool(config.sync_batchnorm),
     )
-    for layer in _all_layers(model):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.synchronized = bool(config.sync_batchnorm)
-            layer.momentum = float(config.bn_momentum)
     if load_init_weights:
         path = config.init_checkpoint_path
         loaded = init.load_imagenet_weights(model, path)
@@ -55,14 +52,6 @@ def build_model(config: ExperimentConfig, load_init_weights: bool = True) -> ker
         else:
             logging.info("Random initialisation (init_checkpoint=%r)", config.init_checkpoint)
     return model
-
-
-def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """Every layer of a (possibly nested) Keras model, depth first."""
-    out = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):  # noqa: SLF001
-        out.append(layer)
-    return out
 
 
 def count_params(model: keras.Model) -> dict[str, int]:

@@ -1,25 +1,37 @@
 """Command-line plumbing shared by every command: absl flags, one spelling per concept.
 
-Every command (``python -m sercseg_tf.train|evaluate|export|predict|report`` and the
-scripts in ``tools/``) uses absl flags, so they all read ``--name=value`` or
-``--name value``, list every flag with ``--helpfull`` and reject unknown flags in one
-line. A flag that several commands share (``--output_dir``, ``--model_dir``, ``--folds``,
-``--num_workers``, ``--predict_batch_size``) is defined once, through `define_flag`, so
+Every command (``python -m sercseg_tf.train|evaluate|export|predict|report|
+build_tfrecords|extract_frames``, the ``sercseg-*`` console scripts of ``pyproject.toml``
+and the scripts in ``tools/``) uses absl flags, so they all read ``--name=value`` or
+``--name value`` and reject unknown flags in one line. A flag that several commands
+share (``--output_dir``, ``--model_dir``, ``--folds``, ``--num_workers``,
+``--predict_batch_size``, ``--verbose``) is defined once, through `define_flag`, so
 importing two commands into one process (tests, notebooks) never defines it twice.
 
-`run` calls a command's absl ``main(argv)`` in-process with a list of arguments and
-returns its exit status (tests use it); ``python -m`` goes through `absl.app.run`.
+`app_run` starts a command (``python -m`` and the console scripts): ``--help`` then
+lists every flag the package defines for that command with its help text (absl shows
+only the main module's *key* flags, so they are registered as such), and TensorFlow's
+C++ log lines are hidden unless ``--verbose`` (`sercseg_tf.quiet.quiet_tensorflow`:
+``TF_CPP_MIN_LOG_LEVEL`` for what TensorFlow logs once running, and an import with the
+C-level stderr silenced for the lines its libraries print while loading). `run` calls
+a command's ``main(argv)`` in-process with a list of arguments and returns its exit
+status (tests use it).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from absl import flags
+from absl import app, flags
+
+from sercseg_tf import quiet
 
 FLAGS = flags.FLAGS
+# Modules whose flags are a command's own (listed by --help); absl's are in --helpfull.
+_OWN_FLAG_MODULES = ("sercseg_tf", "tools")
 
 
 def define_flag(kind: str, name: str, default: Any, help_text: str, **kwargs: Any) -> None:
@@ -29,7 +41,7 @@ def define_flag(kind: str, name: str, default: Any, help_text: str, **kwargs: An
       kind: absl's DEFINE_ suffix: "string", "integer", "float", "boolean", "enum", "list".
       name: the flag name.
       default: its default value.
-      help_text: one-line help shown by ``--helpfull``.
+      help_text: one-line help shown by ``--help``.
       **kwargs: passed on (e.g. ``enum_values``, ``lower_bound``).
     """
     if name in FLAGS:
@@ -41,19 +53,73 @@ def define_flag(kind: str, name: str, default: Any, help_text: str, **kwargs: An
         define(name, default, help_text, **kwargs)
 
 
-def run(main: Callable[[list[str]], int], argv: Sequence[str], prog: str = "sercseg") -> int:
+def define_verbose_flag() -> None:
+    """Defines ``--verbose`` (every command has it)."""
+    define_flag("boolean", "verbose", False,
+                "Show TensorFlow's C++ log lines (hidden by default).")
+
+
+def _is_own_module(module: str) -> bool:
+    if module == sys.argv[0]:
+        return True
+    name = module.replace(os.sep, ".")
+    return any(name.startswith(p) or f".{p}." in name for p in _OWN_FLAG_MODULES)
+
+
+def register_key_flags() -> None:
+    """Makes every flag defined by this package a key flag of the running program.
+
+    absl's ``--help`` lists the key flags of the main module (``sys.argv[0]``): the
+    flags defined in it, plus those declared key for it (what
+    ``flags.adopt_module_key_flags`` does for a module). Flags defined through
+    `define_flag` or `sercseg_tf.config.define_flags` belong to those modules, and a
+    console script's main module is a wrapper, so they are declared key here.
+    """
+    for module, flag_list in FLAGS.flags_by_module_dict().items():
+        if _is_own_module(module):
+            for flag in flag_list:
+                FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+
+
+def _with_logging(main: Callable[[list[str]], int],
+                  tensorflow: bool) -> Callable[[list[str]], int]:
+    def wrapped(argv: list[str]) -> int:
+        quiet.quiet_tensorflow(bool(FLAGS.verbose), import_now=tensorflow)
+        return main(argv)
+
+    return wrapped
+
+
+def app_run(main: Callable[[list[str]], int], tensorflow: bool = False) -> None:
+    """Runs a command with `absl.app.run` (``python -m`` and the console scripts).
+
+    Defines ``--verbose``, registers the key flags for ``--help`` and hides
+    TensorFlow's C++ logs unless ``--verbose``; exits with ``main``'s status.
+
+    Args:
+      main: the command's absl main.
+      tensorflow: the command uses TensorFlow: import it quietly before ``main``.
+    """
+    define_verbose_flag()
+    register_key_flags()
+    app.run(_with_logging(main, tensorflow))
+
+
+def run(main: Callable[[list[str]], int], argv: Sequence[str], prog: str = "sercseg",
+        tensorflow: bool = False) -> int:
     """Parses ``argv`` (without the program name) into the flags and calls ``main``.
 
     Returns:
       ``main``'s exit status, or 2 with a one-line message for an unknown or bad flag.
       The flags are reset to their defaults afterwards.
     """
+    define_verbose_flag()
     try:
         rest = FLAGS([prog, *argv])
     except flags.Error as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return 2
     try:
-        return int(main(rest) or 0)
+        return int(_with_logging(main, tensorflow)(rest) or 0)
     finally:
         FLAGS.unparse_flags()

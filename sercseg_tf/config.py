@@ -277,7 +277,8 @@ def define_flags(flag_values: Any = None) -> None:
            "Folder with per-case TFRecord shards and manifest.json.")
     define(flags.DEFINE_string, "model_dir", "runs",
            "Runs folder; a fold writes MODEL_DIR/fold_NN.")
-    define(flags.DEFINE_integer, "fold", None, "Held-out case id of the leave-one-case-out fold.")
+    define(flags.DEFINE_integer, "fold", None,
+           "Held-out case id of the leave-one-case-out fold; 0 = every case (--all_cases).")
     makers = {"int": flags.DEFINE_integer, "float": flags.DEFINE_float,
               "bool": flags.DEFINE_boolean, "str": flags.DEFINE_string}
     for name, f in CONFIG_FIELDS.items():
@@ -299,6 +300,41 @@ def define_strategy_flag(flag_values: Any = None) -> None:
                           "tf.distribute strategy: auto (mirrored if >1 GPU, else one_device), "
                           "one_device, mirrored, multi_worker (TF_CONFIG), tpu.",
                           flag_values=fv)
+
+
+def define_all_cases_flag(flag_values: Any = None) -> None:
+    """Defines ``--all_cases`` (the same as ``--fold=0``) for train and export."""
+    from absl import flags
+
+    fv = flag_values if flag_values is not None else flags.FLAGS
+    if "all_cases" not in fv:
+        flags.DEFINE_boolean("all_cases", False, "Every case trains, none is held out "
+                             "(= --fold=0): the model to use on new patients.", flag_values=fv)
+
+
+def fold_from_flags(prog: str, flag_values: Any = None) -> int | None:
+    """The fold of ``--fold`` / ``--all_cases`` (0); None after a one-line error on stderr.
+
+    Args:
+      prog: the command's name, the error line's prefix.
+      flag_values: an ``absl.flags.FlagValues``; default the global ``flags.FLAGS``.
+    """
+    import sys
+
+    from absl import flags
+
+    fv = flag_values if flag_values is not None else flags.FLAGS
+    all_cases = "all_cases" in fv and fv.all_cases
+    if all_cases and fv.fold not in (None, 0):
+        print(f"{prog}: give --fold or --all_cases, not both", file=sys.stderr)
+        return None
+    if all_cases:
+        return 0
+    if fv.fold is None:
+        print(f"{prog}: --fold is required (the held-out case id; --all_cases or --fold=0: "
+              "every case)", file=sys.stderr)
+        return None
+    return int(fv.fold)
 
 
 def config_from_flags(flag_values: Any = None) -> ExperimentConfig:

@@ -19,9 +19,9 @@ import os
 import sys
 
 import pandas as pd
-from absl import app, flags
+from absl import flags
 
-from sercseg_tf import atomic_io, layout
+from sercseg_tf import atomic_io, cli, layout
 from sercseg_tf import config as config_lib
 from sercseg_tf.config import ConfigError, ExperimentConfig
 
@@ -49,6 +49,9 @@ def run_evaluation(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
     from sercseg_tf.training import checkpoints, evaluator
 
     _, held_out = dataset_lib.fold_cases(tfrecord_dir, fold)
+    if held_out is None:
+        raise ValueError("fold 0 (--all_cases) trained on every case: no held-out case to "
+                         "evaluate; the folds 1..N measure the method")
     model, _ = checkpoints.restore_model(config, model_dir, fold)
     result = evaluator.evaluate_heldout(model, config,
                                       evaluator.heldout_dataset(tfrecord_dir, held_out))
@@ -83,5 +86,10 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def entry() -> None:
+    """Console script ``sercseg-evaluate``."""
+    cli.app_run(main, tensorflow=True)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    entry()

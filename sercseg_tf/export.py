@@ -6,29 +6,82 @@ takes ``images: uint8[B,H,W,3]`` of any size and returns ``semantic_pred: int32[
 and ``semantic_probs: float32[B,H,W,4]`` (preprocessing, ``image_scale`` and padding are
 inside the graph). The export is written beside the target and renamed when complete.
 
+The export carries a model card, ``export/assets/model_card.json`` (`sercseg_tf.model_card`):
+classes and colours, the config, the training frame size and scales, the fold (0 = every
+case, ``--all_cases``), the held-out IoU of ``evaluate`` if it ran, where the data came
+from, the package version and the date; ``--um_per_px`` adds a calibration. The
+training facts come from ``fold_NN/training_data.json`` (written by train), else from
+the manifest in ``--tfrecord_dir``.
+
 Takes the same ``--config``, ``--tfrecord_dir``, ``--model_dir``, ``--fold`` and
 config-key flags as `sercseg_tf.train`.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import pathlib
 import sys
+from typing import Any
 
-from absl import app, flags
+from absl import flags, logging
 
+from sercseg_tf import cli, layout, model_card
 from sercseg_tf import config as config_lib
-from sercseg_tf import layout
 from sercseg_tf.config import ConfigError, ExperimentConfig
 
 config_lib.define_flags()
+config_lib.define_all_cases_flag()
+cli.define_flag("float", "um_per_px", None,
+                "Micrometres per pixel of the frames (calibration; adds µm/µm² columns).")
 FLAGS = flags.FLAGS
 
 
-def run_export(config: ExperimentConfig, model_dir: str | os.PathLike, fold: int
-               ) -> pathlib.Path:
-    """Exports the fold's latest checkpoint to ``model_dir/fold_NN/export``.
+def _training_facts(model_dir: str | os.PathLike, fold: int,
+                    tfrecord_dir: str | os.PathLike | None) -> dict[str, Any] | None:
+    """The fold's training record, else one made from ``tfrecord_dir``'s manifest, else None."""
+    record = model_card.read_json(layout.training_data_json(model_dir, fold))
+    if record is not None or tfrecord_dir is None:
+        return record
+    from sercseg_tf.data import dataset, tfrecord
+
+    try:
+        train_cases, held_out = dataset.fold_cases(tfrecord_dir, fold)
+        manifest = tfrecord.read_manifest(tfrecord_dir)
+    except (FileNotFoundError, ValueError) as e:
+        logging.warning("export: no training record and no usable manifest (%s): the model "
+                        "card has no training frame size", e)
+        return None
+    logging.info("export: no %s; training facts taken from %s", layout.TRAINING_DATA_JSON,
+                 tfrecord_dir)
+    return model_card.training_record(manifest, tfrecord_dir, fold, train_cases, held_out)
+
+
+def held_out_iou(model_dir: str | os.PathLike, fold: int) -> dict[str, float] | None:
+    """Mean IoU per class of the fold's held-out case from ``eval/iou_mean.csv``, or None."""
+    import pandas as pd
+
+    path = layout.eval_dir(model_dir, fold) / layout.IOU_MEAN_CSV
+    if not path.is_file():
+        return None
+    row = pd.read_csv(path).iloc[0]
+    return {k: float(row[k]) for k in ("oocyte", "serc", "needle", "mean")
+            if k in row and math.isfinite(float(row[k]))}
+
+
+def run_export(config: ExperimentConfig, model_dir: str | os.PathLike, fold: int,
+               tfrecord_dir: str | os.PathLike | None = None,
+               um_per_px: float | None = None) -> pathlib.Path:
+    """Exports the fold's latest checkpoint to ``model_dir/fold_NN/export`` with its card.
+
+    Args:
+      config: the fold's config.
+      model_dir: runs folder.
+      fold: the fold (0: the every-case model).
+      tfrecord_dir: where to read training facts when the fold has no
+        ``training_data.json`` (trained before it existed).
+      um_per_px: calibration stored in the card.
 
     Returns:
       The export directory.
@@ -40,28 +93,36 @@ def run_export(config: ExperimentConfig, model_dir: str | os.PathLike, fold: int
     from sercseg_tf.training import checkpoints
 
     model, _ = checkpoints.restore_model(config, model_dir, fold)
+    card = model_card.build_card(config.to_dict(),
+                                 _training_facts(model_dir, fold, tfrecord_dir), fold,
+                                 held_out_iou(model_dir, fold), um_per_px)
     export_dir = layout.export_dir(model_dir, fold)
     # export_saved_model writes beside export_dir and renames (atomic replace).
     inference.export_saved_model(model, str(export_dir), image_scale=config.image_scale,
-                                 output_stride=config.output_stride)
+                                 output_stride=config.output_stride, model_card=card)
     return export_dir
 
 
 def main(argv: list[str]) -> int:
     """Command-line entry point (absl)."""
     del argv
-    if FLAGS.fold is None:
-        print("export: --fold is required (the held-out case id)", file=sys.stderr)
+    fold = config_lib.fold_from_flags("export")
+    if fold is None:
         return 2
     try:
         config = config_lib.config_from_flags()
-        path = run_export(config, FLAGS.model_dir, FLAGS.fold)
+        path = run_export(config, FLAGS.model_dir, fold, FLAGS.tfrecord_dir, FLAGS.um_per_px)
     except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f"export: {e}", file=sys.stderr)
         return 1
-    print(f"SavedModel written to {path}")
+    print(f"SavedModel written to {path} (model card: {model_card.card_path(path)})")
     return 0
 
 
+def entry() -> None:
+    """Console script ``sercseg-export``."""
+    cli.app_run(main, tensorflow=True)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    entry()

@@ -42,6 +42,10 @@ DEFAULT_LABEL_MAP: dict[str, int] = {
     "serc": SERC,
     "needle": NEEDLE,
 }
+# The label each class gets in the LabelMe files predict writes, as in the README's
+# ``labelme --labels oocyte,sERC,needle`` (any spelling is read, see DEFAULT_LABEL_MAP).
+LABELME_LABELS: dict[int, str] = {OOCYTE: "oocyte", SERC: "sERC", NEEDLE: "needle"}
+
 
 def normalize_label_name(name: str) -> str:
     """Returns the matching key of a LabelMe label: lower case, inner whitespace removed.

@@ -3,12 +3,15 @@
 A leave-one-case-out run lives in ``MODEL_DIR``::
 
   MODEL_DIR/fold_05/config.yaml                         the run's config (train writes it)
+  MODEL_DIR/fold_05/training_data.json                  what it trains on (`model_card`)
   MODEL_DIR/fold_05/checkpoints/ckpt-N.*                tf.train.CheckpointManager
   MODEL_DIR/fold_05/checkpoints/worker_tmp_T/           non-chief worker T; removed at end
   MODEL_DIR/fold_05/train/{events,history.csv}          TensorBoard + step, loss
   MODEL_DIR/fold_05/eval/{events,history.csv}           periodic held-out evaluation
   MODEL_DIR/fold_05/eval/{iou.csv,iou_mean.csv}         `sercseg_tf.evaluate`
   MODEL_DIR/fold_05/export/                             SavedModel (`sercseg_tf.export`)
+  MODEL_DIR/fold_05/export/assets/model_card.json       its model card (`model_card`)
+  MODEL_DIR/fold_00/                                    fold 0: every case, none held out
   MODEL_DIR/fold_05/predict/frames.csv                  one row per held-out frame
   MODEL_DIR/fold_05/predict/{image,manual,auto}/NNNN.*  input JPEG, label PNGs
   MODEL_DIR/loocv_status.json                           per-fold status of the LOOCV run
@@ -33,6 +36,7 @@ from collections.abc import Iterable
 from sercseg_tf import atomic_io, labels
 
 CONFIG_YAML = "config.yaml"
+TRAINING_DATA_JSON = "training_data.json"
 CHECKPOINTS_SUBDIR = "checkpoints"
 WORKER_TMP_PREFIX = "worker_tmp_"
 TRAIN_SUBDIR = "train"
@@ -84,6 +88,11 @@ def fold_dir(model_dir: str | os.PathLike, fold: int) -> pathlib.Path:
 def config_path(model_dir: str | os.PathLike, fold: int) -> pathlib.Path:
     """Returns ``MODEL_DIR/fold_NN/config.yaml``, the config the fold was trained with."""
     return fold_dir(model_dir, fold) / CONFIG_YAML
+
+
+def training_data_json(model_dir: str | os.PathLike, fold: int) -> pathlib.Path:
+    """Returns ``MODEL_DIR/fold_NN/training_data.json`` (`sercseg_tf.model_card`)."""
+    return fold_dir(model_dir, fold) / TRAINING_DATA_JSON
 
 
 def checkpoint_dir(model_dir: str | os.PathLike, fold: int) -> pathlib.Path:

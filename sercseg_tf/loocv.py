@@ -113,6 +113,14 @@ def _save_frame_files(pdir: pathlib.Path, sample: dict, pred: np.ndarray, stem: 
     return files
 
 
+def _case_frames(tfrecord_dir: str | os.PathLike, case_id: int) -> int | None:
+    """Frames of a case in the manifest (the progress bar's total), None if unknown."""
+    from sercseg_tf.data import tfrecord
+
+    entry = tfrecord.read_manifest(tfrecord_dir).get("cases", {}).get(labels.case_name(case_id))
+    return int(entry["frames"]) if entry and "frames" in entry else None
+
+
 def predict_fold(export_path: str | os.PathLike, tfrecord_dir: str | os.PathLike,
                  model_dir: str | os.PathLike, fold: int, batch_size: int = 4) -> pathlib.Path:
     """Predicts the held-out case of a fold with the exported SavedModel.
@@ -123,6 +131,8 @@ def predict_fold(export_path: str | os.PathLike, tfrecord_dir: str | os.PathLike
     Returns:
       The path of ``frames.csv``.
     """
+    from tqdm import tqdm
+
     from sercseg_tf.data import dataset
     from sercseg_tf.model import inference
     from sercseg_tf.predict import Frame, batched_predictions
@@ -143,7 +153,10 @@ def predict_fold(export_path: str | os.PathLike, tfrecord_dir: str | os.PathLike
 
     rows = []
     start = time.monotonic()
-    for frame, pred in batched_predictions(serving_fn, frames(), batch_size):
+    total = _case_frames(tfrecord_dir, case_id)
+    bar = tqdm(frames(), total=total, desc=f"fold {fold:02d} predict", unit="frame",
+               disable=None)  # None: shown on a terminal only
+    for frame, pred in batched_predictions(serving_fn, bar, batch_size):
         s = samples.pop(frame.index)
         files = _save_frame_files(pdir, s, pred, frame.name)
         rows.append({**frame_row(s["case"], s["frame"], s["filename"], s["label"], pred),

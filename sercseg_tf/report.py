@@ -16,7 +16,10 @@ Reads what ``tools/run_loocv.py`` and training wrote under ``MODEL_DIR`` (layout
 - ``index.html`` assembling all of it (relative links, no JavaScript, no network).
 
 Markdown and HTML tables put the paper's values beside ours; the paper's are from
-clinical videos, ours from synthetic data. No TensorFlow is imported here.
+clinical videos, ours from "your data" or "synthetic data" as the folds' training records
+say (``fold_NN/training_data.json``, from the TFRecord manifest's ``data_source``). With
+no predictions yet, the report names the command that makes them. No TensorFlow is
+imported here.
 
 Usage: ``python -m sercseg_tf.report --model_dir runs [--output_dir runs/report]``.
 """
@@ -30,9 +33,8 @@ import sys
 from collections.abc import Iterable
 
 import pandas as pd
-from absl import app
 
-from sercseg_tf import atomic_io, cli, features, layout, metrics, paper_values
+from sercseg_tf import atomic_io, cli, features, layout, metrics, model_card, paper_values
 from sercseg_tf.reporting import figures, html_page, tables
 
 FLAGS = cli.FLAGS
@@ -111,6 +113,24 @@ def _write_csv(df: pd.DataFrame, path: pathlib.Path, files: list[pathlib.Path]) 
 def _write_text(text: str, path: pathlib.Path, files: list[pathlib.Path]) -> None:
     atomic_io.atomic_write_text(path, text)
     files.append(path)
+
+
+def data_source_phrase(model_dir: str | os.PathLike, folds: Iterable[int]) -> str:
+    """"your data", "synthetic data", both, or "data of unknown source" for the folds.
+
+    Read from each fold's ``training_data.json`` (`sercseg_tf.model_card`), which copies
+    the TFRecord manifest's ``data_source``; folds trained before it existed are unknown.
+    """
+    sources = set()
+    for fold in folds:
+        try:
+            record = model_card.read_json(layout.training_data_json(model_dir, fold))
+        except model_card.ModelCardError:
+            record = None
+        sources.add((record or {}).get("data_source"))
+    words = [w for key, w in ((model_card.USER_DATA, "your data"),
+                              (model_card.SYNTHETIC, "synthetic data")) if key in sources]
+    return " and ".join(words) if words else "data of unknown source"
 
 
 def _status_rows(status: dict[int, dict]) -> tuple[list[str], list[list[str]]]:
@@ -307,13 +327,16 @@ def build_report(model_dir: str | os.PathLike, output_dir: str | os.PathLike | N
     reported = sorted(int(f) for f in frames["fold"].unique()) if len(frames) else []
     files: list[pathlib.Path] = []
     notes = [f"paper = clinical data (11 ICSI videos; {paper_values.PAPER_CITATION}).",
-             f"ours = synthetic data (this run: {len(reported)} fold(s), "
-             f"{len(frames)} held-out frames)."]
+             f"ours = {data_source_phrase(model_dir, folds)} (this run: {len(reported)} "
+             f"fold(s), {len(frames)} held-out frames)."]
     computed, rendered = _write_tables(frames, notes, status, out, files)
     fig_files, has_curve = _write_figures(frames, model_dir, folds, out, files)
     warnings = [f"Fold {k:02d} failed: {v}" for k, v in sorted(failed.items())]
     if not len(frames):
-        warnings.append("No fold has predictions yet: tables are empty.")
+        warnings.append(f"No fold has predictions yet ({layout.PREDICT_SUBDIR}/"
+                        f"{layout.FRAMES_CSV}): tables are empty. Make them with "
+                        f"`python tools/run_loocv.py --model_dir {model_dir} --tfrecord_dir "
+                        "DATA` (finished training is kept; held-out frames are predicted).")
     sections = _html_sections(rendered, status, fig_files, has_curve, model_dir, out)
     index = out / "index.html"
     _write_text(html_page.render("sercseg_tf: leave-one-case-out reproduction report",
@@ -357,5 +380,11 @@ def run(argv: list[str]) -> int:
 
 define_flags()
 
+def entry() -> None:
+    """Console script ``sercseg-report``."""
+    define_flags()
+    cli.app_run(main)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    entry()

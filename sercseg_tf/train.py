@@ -2,15 +2,22 @@
 
 Usage::
 
-    python -m sercseg_tf.train --fold=5 [--config=configs/paper.yaml]
+    python -m sercseg_tf.train --fold=5 | --all_cases [--config=configs/paper.yaml]
         [--tfrecord_dir=data/tfrecords] [--model_dir=runs]
         [--strategy=auto|one_device|mirrored|multi_worker|tpu] [--num_steps=N]
         [--<any config key>=VALUE ...]
 
-Writes ``MODEL_DIR/fold_05/{checkpoints,train,eval}`` (+ ``config.yaml``). Running the
+Writes ``MODEL_DIR/fold_05/{checkpoints,train,eval}`` (+ ``config.yaml`` and
+``training_data.json``, the cases and frame size the model card reports). Running the
 same command again resumes from the latest checkpoint; Ctrl-C saves a checkpoint first.
+
 Multi-machine training: see `sercseg_tf.training.distribute` (``--strategy=multi_worker``
 with ``TF_CONFIG`` on each machine).
+
+``--all_cases`` (the same as ``--fold=0``) trains on every case and holds none out,
+writing ``MODEL_DIR/fold_00``: the model to use on new patients once the folds have
+measured the method. Nothing is evaluated during or after such a run (a log line says
+so); its export's model card records ``all_cases: true``.
 """
 
 from __future__ import annotations
@@ -21,26 +28,28 @@ import signal
 import sys
 from typing import Any
 
-from absl import app, flags, logging
+from absl import flags, logging
 
+from sercseg_tf import cli, layout, model_card
 from sercseg_tf import config as config_lib
 from sercseg_tf.config import ConfigError, ExperimentConfig
 
 config_lib.define_flags()
 config_lib.define_strategy_flag()
+config_lib.define_all_cases_flag()
 FLAGS = flags.FLAGS
 
 
 def run_training(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
                  model_dir: str | os.PathLike, fold: int, strategy: Any = "auto"
                  ) -> dict[str, Any]:
-    """Trains (or resumes) a fold to ``config.num_steps`` and evaluates the held-out case.
+    """Trains (or resumes) a fold to ``config.num_steps`` and evaluates its held-out case.
 
     Args:
       config: experiment settings (`sercseg_tf.config.load_config`).
       tfrecord_dir: folder with per-case shards and ``manifest.json``.
       model_dir: runs folder; the fold writes ``model_dir/fold_NN``.
-      fold: held-out case id.
+      fold: held-out case id; 0 trains on every case (nothing is evaluated).
       strategy: a strategy name (`sercseg_tf.config.STRATEGIES`) or a
         ``tf.distribute.Strategy``.
 
@@ -50,7 +59,26 @@ def run_training(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
     """
     from sercseg_tf.training import loop
 
+    write_training_record(tfrecord_dir, model_dir, fold)
     return loop.train_fold(config, tfrecord_dir, model_dir, fold, strategy=strategy)
+
+
+def write_training_record(tfrecord_dir: str | os.PathLike, model_dir: str | os.PathLike,
+                          fold: int) -> dict[str, Any]:
+    """Writes ``fold_NN/training_data.json``: cases, frame size and data source.
+
+    `sercseg_tf.export` copies it into the model card. Returns the record.
+
+    Raises:
+      ValueError: ``fold`` is neither 0 nor a case of the manifest.
+    """
+    from sercseg_tf.data import dataset, tfrecord
+
+    train_cases, held_out = dataset.fold_cases(tfrecord_dir, fold)
+    record = model_card.training_record(tfrecord.read_manifest(tfrecord_dir), tfrecord_dir,
+                                        fold, train_cases, held_out)
+    model_card.write_json(layout.training_data_json(model_dir, fold), record)
+    return record
 
 
 def _sigterm_as_interrupt(signum, frame):  # noqa: ARG001
@@ -60,8 +88,8 @@ def _sigterm_as_interrupt(signum, frame):  # noqa: ARG001
 def main(argv: list[str]) -> int:
     """Command-line entry point (absl)."""
     del argv
-    if FLAGS.fold is None:
-        print("train: --fold is required (the held-out case id)", file=sys.stderr)
+    fold = config_lib.fold_from_flags("train")
+    if fold is None:
         return 2
     try:
         config = config_lib.config_from_flags()
@@ -70,7 +98,7 @@ def main(argv: list[str]) -> int:
         return 2
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
-        summary = run_training(config, FLAGS.tfrecord_dir, FLAGS.model_dir, FLAGS.fold,
+        summary = run_training(config, FLAGS.tfrecord_dir, FLAGS.model_dir, fold,
                                strategy=FLAGS.strategy)
     except KeyboardInterrupt:
         logging.warning("train: interrupted")
@@ -82,5 +110,10 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def entry() -> None:
+    """Console script ``sercseg-train``."""
+    cli.app_run(main, tensorflow=True)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    entry()

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from sercseg_tf import features, labels, layout, paper_values, report
+from sercseg_tf import features, labels, layout, model_card, paper_values, report
 
 H, W = 48, 64
 
@@ -25,7 +25,9 @@ def _label(shift: int, tip_x: int) -> np.ndarray:
     return lab
 
 
-def _write_fold(root: pathlib.Path, fold: int, rows: list[dict]) -> None:
+def _write_fold(root: pathlib.Path, fold: int, rows: list[dict],
+                source: str = model_card.SYNTHETIC) -> None:
+    model_card.write_json(layout.training_data_json(root, fold), {"data_source": source})
     pdir = layout.predict_dir(root, fold)
     for sub in ("image", "manual", "auto"):
         (pdir / sub).mkdir(parents=True, exist_ok=True)
@@ -211,7 +213,20 @@ def test_empty_run_still_writes_index(tmp_path):
     res = report.build_report(root)
     page = res.index_html.read_text()
     assert "No fold has predictions yet" in page and "Fold 04 failed" in page
+    # It names the command that makes the predictions, for this model_dir.
+    assert f"python tools/run_loocv.py --model_dir {root}" in page
     assert json.loads((root / layout.STATUS_JSON).read_text())["folds"]["04"]
+
+
+def test_report_says_your_data_from_the_training_record(tmp_path):
+    root = tmp_path / "runs"
+    _write_fold(root, 1, [_row(0, (0.9, 0.8, 0.7), (0.8, 0.1, 20.0, 10.0),
+                               (0.7, 0.1, 22.0, 11.0), 2.0)], source=model_card.USER_DATA)
+    md = (report.build_report(root).output_dir / "table2_iou.md").read_text()
+    assert "ours = your data" in md and "synthetic" not in md
+    (root / "fold_01" / layout.TRAINING_DATA_JSON).unlink()  # trained before records
+    md = (report.build_report(root).output_dir / "table2_iou.md").read_text()
+    assert "ours = data of unknown source" in md
 
 
 def test_paper_values_average_rows_match_case_rows():

@@ -1,93 +1,15 @@
-"""Builds per-case TFRecord shards (deeplab2 keys) from LabelMe-annotated frames.
+"""``python tools/build_tfrecords.py ...``: the same as ``sercseg-build-tfrecords``.
 
-Usage:
-  python tools/build_tfrecords.py [--labelme_dir DIR] [--output_dir OUT]
-      [--label_map FILE] [--skip_invalid] [--shards_per_case 1]
-
-Input layout: every folder under ``--labelme_dir`` that holds LabelMe ``*.json`` files
-is a case; its case id is the last integer in the folder name (``case05`` -> 5). A
-case folder without a number is an error (rename it, e.g. ``case05``): case ids define
-the leave-one-case-out folds and are never invented. Frame ids are the last integer
-of each JSON file name (``frame_0007.json`` -> 7), else the sorted position.
-
-Output: ``OUT/caseNN-SSSSS-of-NNNNN.tfrecord`` and ``OUT/manifest.json``. A run first
-removes the previous build in ``OUT``; shards are written under a temporary name and
-renamed when all are complete, the manifest last, so a failed run leaves no
-``*.tfrecord`` and no manifest. All annotations are validated before anything is
-written: each problem is printed on one line (file, shape index, reason) and the run
-exits 1, unless ``--skip_invalid`` writes the valid frames and lists the skipped ones
-(also in the manifest). With the default ``--labelme_dir`` the synthetic set is
-generated first if it is absent. Ends by printing the paper's Table 1.
+The command lives in `sercseg_tf.build_tfrecords` (see its docstring for the flags).
 """
-
-from __future__ import annotations
 
 import pathlib
 import sys
-import time
 
-from absl import app, flags
+# Run from a clone: the repository's package, installed or not.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-DEFAULT_LABELME_DIR = "data/synthetic"
-DEFAULT_OUTPUT_DIR = "data/tfrecords"
-
-FLAGS = flags.FLAGS
-flags.DEFINE_string("labelme_dir", DEFAULT_LABELME_DIR, "Folder of LabelMe case folders.")
-flags.DEFINE_string("output_dir", DEFAULT_OUTPUT_DIR, "Where shards and manifest.json go.")
-flags.DEFINE_string(
-    "label_map", None, "Optional label map: YAML/JSON {name: id} or labelme2voc labels.txt."
-)
-flags.DEFINE_boolean("skip_invalid", False, "Write the valid frames, list the skipped ones.")
-flags.DEFINE_integer("shards_per_case", 1, "Shards per case.", lower_bound=1)
-flags.DEFINE_integer("num_workers", None, "Threads that rasterise/encode (default: CPUs).")
-
-
-def main(argv: list[str]) -> int:
-    """Runs the build; returns the process exit status."""
-    del argv
-    from sercseg_tf.data import tfrecord  # noqa: PLC0415  (slow TensorFlow import)
-
-    labelme_dir = pathlib.Path(FLAGS.labelme_dir)
-    if not labelme_dir.exists() and FLAGS.labelme_dir == DEFAULT_LABELME_DIR:
-        from sercseg_tf.synthetic.generator import generate_dataset  # noqa: PLC0415
-
-        print(f"{labelme_dir} not found: generating the synthetic set", flush=True)
-        generate_dataset(labelme_dir)
-    start = time.perf_counter()
-    try:
-        manifest = tfrecord.build_tfrecords(
-            labelme_dir,
-            FLAGS.output_dir,
-            label_map=FLAGS.label_map,
-            skip_invalid=FLAGS.skip_invalid,
-            shards_per_case=FLAGS.shards_per_case,
-            num_workers=FLAGS.num_workers,
-        )
-    except tfrecord.TFRecordBuildError as e:
-        for line in e.problems:
-            print(line, file=sys.stderr)
-        print(
-            f"error: {len(e.problems)} problem(s); no TFRecords written "
-            "(fix them, or pass --skip_invalid)",
-            file=sys.stderr,
-        )
-        return 1
-    except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    seconds = time.perf_counter() - start
-    frames = manifest["total_frames"]
-    for entry in manifest["skipped"]:
-        for problem in entry["problems"]:
-            print(f"skipped: {problem}", file=sys.stderr)
-    print(tfrecord.format_table1(manifest))
-    print(
-        f"wrote {frames} frames in {len(manifest['cases'])} cases to {FLAGS.output_dir} "
-        f"in {seconds:.1f} s ({frames / seconds:.1f} frames/s); "
-        f"skipped {len(manifest['skipped'])}"
-    )
-    return 0
-
+from sercseg_tf.build_tfrecords import entry, main, run  # noqa: E402, F401 (tests load this file)
 
 if __name__ == "__main__":
-    app.run(main)
+    entry()

@@ -1,72 +1,15 @@
-"""Extracts one frame every N seconds (default 1, as the paper did) from ICSI videos.
+"""``python tools/extract_frames.py ...``: the same as ``sercseg-extract-frames``.
 
-Usage:
-  python tools/extract_frames.py data/synthetic/case*/video.wmv --output_dir frames
-  python tools/extract_frames.py clip.mp4 other.avi --output_dir frames --every_seconds 0.5
-
-`.../case05/video.wmv` -> OUTPUT_DIR/case05/frame_0000.png, ...; other videos use their
-file stem as the case folder. Frame k is the video frame at t = k * every_seconds
-(index round(t * fps)). An unreadable video is one error line naming it (exit 1).
+The command lives in `sercseg_tf.extract_frames` (see its docstring for the flags).
 """
 
-from __future__ import annotations
-
+import pathlib
 import sys
-import time
-from collections.abc import Sequence
 
-from absl import app
+# Run from a clone: the repository's package, installed or not.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from sercseg_tf import cli
-from sercseg_tf.data import video
-
-FLAGS = cli.FLAGS
-
-
-def define_flags() -> None:
-    """Defines the tool's flags (idempotent; shared names via `cli.define_flag`)."""
-    cli.define_flag("string", "output_dir", None, "Output folder (required).")
-    cli.define_flag("float", "every_seconds", 1.0,
-                    "Video sampling period in seconds (1, as the paper).")
-
-
-def main(argv: Sequence[str]) -> int:
-    """Absl entry point: ``argv[1:]`` are the videos; returns the process exit status."""
-    videos = list(argv[1:])
-    if not videos or not FLAGS.output_dir:
-        print("extract_frames: give VIDEO... and --output_dir", file=sys.stderr)
-        return 2
-    if FLAGS.every_seconds <= 0:
-        print(f"extract_frames: --every_seconds must be > 0, got {FLAGS.every_seconds}",
-              file=sys.stderr)
-        return 2
-    names = [video.video_case_name(v) for v in videos]
-    if len(set(names)) != len(names):
-        dup = sorted({n for n in names if names.count(n) > 1})
-        print(f"extract_frames: several videos map to the same case folder: {dup}", file=sys.stderr)
-        return 2
-    total = 0
-    start = time.perf_counter()
-    for path, name in zip(videos, names, strict=True):
-        try:
-            written = video.extract_frames(path, FLAGS.output_dir, FLAGS.every_seconds, name=name)
-        except video.VideoError as err:
-            print(f"extract_frames: {err}", file=sys.stderr)
-            return 1
-        total += len(written)
-        print(f"{path}: {len(written)} frames -> {FLAGS.output_dir}/{name}", file=sys.stderr)
-    elapsed = time.perf_counter() - start
-    print(f"extract_frames: {total} frames from {len(videos)} videos in {elapsed:.1f} s",
-          file=sys.stderr)
-    return 0
-
-
-def run(argv: Sequence[str]) -> int:
-    """Runs the tool in-process on ``argv``; returns the exit status."""
-    define_flags()
-    return cli.run(main, argv, prog="extract_frames")
-
+from sercseg_tf.extract_frames import entry, main, run  # noqa: E402, F401 (tests load this file)
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    entry()

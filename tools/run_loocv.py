@@ -13,13 +13,15 @@ still written) or the arguments are wrong, else 0.
 
 from __future__ import annotations
 
+import pathlib
 import sys
 from collections.abc import Sequence
 
-from absl import app
+# Run from a clone: the repository's package, installed or not.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from sercseg_tf import cli, layout, loocv
-from sercseg_tf import config as config_lib
+from sercseg_tf import cli, layout, loocv  # noqa: E402
+from sercseg_tf import config as config_lib  # noqa: E402
 
 FLAGS = cli.FLAGS
 
@@ -62,4 +64,4 @@ def main(argv: Sequence[str]) -> int:
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.app_run(main, tensorflow=True)

@@ -1,7 +1,8 @@
 """tf.data input pipeline over the per-case TFRecord shards (leave-one-case-out folds).
 
 A fold is a choice of file patterns: fold ``k`` trains on every case of the manifest
-except ``k`` and evaluates on case ``k`` (`fold_cases`, `build_fold_datasets`).
+except ``k`` and evaluates on case ``k`` (`fold_cases`, `build_fold_datasets`); fold 0
+trains on every case and evaluates on none.
 
 Training stream (deeplab2 style, see `sercseg_tf.data.augment`): records interleaved
 across shards -> seeded shuffle -> repeat -> numbered -> decode -> resize by
@@ -30,20 +31,29 @@ from sercseg_tf.data import tfrecord
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def fold_cases(tfrecord_dir: str | os.PathLike, fold: int) -> tuple[list[int], int]:
+ALL_CASES_FOLD = 0  # the "fold" that trains on every case and holds none out
+
+
+def fold_cases(tfrecord_dir: str | os.PathLike, fold: int) -> tuple[list[int], int | None]:
     """Splits the manifest's cases for leave-one-case-out fold ``fold``.
 
+    Fold `ALL_CASES_FOLD` (0) trains on every case and holds none out: the model to
+    use on new patients once the folds have measured how well the method does.
+
     Returns:
-      ``(training case ids, held-out case id)``.
+      ``(training case ids, held-out case id)``; the held-out id is None for fold 0.
 
     Raises:
-      ValueError: ``fold`` is not a case id of the manifest (lists the valid ones).
+      ValueError: ``fold`` is neither 0 nor a case id of the manifest (lists the valid
+        ones).
     """
     case_ids = tfrecord.case_ids(tfrecord_dir)
+    if int(fold) == ALL_CASES_FOLD:
+        return list(case_ids), None
     if int(fold) not in case_ids:
         raise ValueError(
             f"{tfrecord_dir}: fold {fold} is not a case of the manifest; "
-            f"valid folds are {case_ids}"
+            f"valid folds are {case_ids} (or 0 for all cases)"
         )
     return [c for c in case_ids if c != int(fold)], int(fold)
 
@@ -199,7 +209,7 @@ def _crop_size(config: Any) -> tuple[int, int]:
 
 def build_fold_datasets(
     tfrecord_dir: str | os.PathLike, fold: int, config: Any
-) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
     """Training and evaluation datasets of leave-one-case-out fold ``fold``.
 
     Args:
@@ -213,7 +223,7 @@ def build_fold_datasets(
 
     Returns:
       ``(train_ds, eval_ds)``: augmented infinite stream over the other cases, and
-      one ordered pass over the held-out case.
+      one ordered pass over the held-out case (None for fold 0).
     """
     train_ids, held_out = fold_cases(tfrecord_dir, fold)
     if not train_ids:
@@ -232,6 +242,8 @@ def build_fold_datasets(
         seed=int(_get(config, "seed", 0)),
         shuffle_buffer=int(_get(config, "shuffle_buffer", 256)),
     )
+    if held_out is None:  # fold 0: every case trains, nothing to evaluate
+        return train_ds, None
     eval_ds = build_dataset(
         tfrecord.case_file_pattern(tfrecord_dir, held_out),
         is_training=False,

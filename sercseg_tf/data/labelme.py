@@ -22,6 +22,11 @@ Conventions:
   uses for such TIFFs.
 * Error messages: ``"<json path>: shape <i>: <reason>"`` for a shape, ``"<json path>:
   <reason>"`` for the file.
+* Machine-made files: ``predict --labelme`` writes ``flags: {"predicted": true}``
+  (`PREDICTED_FLAG`). A reviewer unticks that flag in LabelMe's Flags panel and saves;
+  `validate_annotation` with ``allow_predicted=False`` (what ``build_tfrecords`` does
+  unless ``--allow_predicted``) reports a file still marked, so unreviewed predictions
+  never become ground truth by accident.
 """
 
 from __future__ import annotations
@@ -48,11 +53,15 @@ from sercseg_tf.data.labelme_shapes import Shape, image_error_reason, paint_shap
 LabelMapArg = Mapping[str, int] | str | os.PathLike | None
 
 IGNORE_NAME = "__ignore__"
+# The image-level LabelMe flag marking a file written by predict and not yet reviewed.
+PREDICTED_FLAG = "predicted"
 
 __all__ = [
     "Annotation",
     "LabelMeError",
+    "PREDICTED_FLAG",
     "apply_exif_orientation",
+    "image_to_rgb_uint8",
     "load_annotation",
     "rasterize_shapes",
     "read_label_map",
@@ -275,8 +284,13 @@ def apply_exif_orientation(image: PIL.Image.Image) -> PIL.Image.Image:
     return image
 
 
-def _to_rgb_uint8(image: PIL.Image.Image) -> np.ndarray:
-    """uint8 RGB; 16-bit/32-bit/float single-channel images are min-max scaled."""
+def image_to_rgb_uint8(image: PIL.Image.Image) -> np.ndarray:
+    """uint8 RGB; 16-bit/32-bit/float single-channel images are min-max scaled.
+
+    ``(v - min) / (max - min) * 255`` over the image, labelme's rule for such TIFFs
+    (a constant image gives 0); predict reads images with this rule too, so a frame is
+    seen the same way in training and in prediction.
+    """
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         arr = np.asarray(image, dtype=np.float64)
         lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
@@ -295,7 +309,7 @@ def _read_image_bytes(data: bytes, orient: bool) -> np.ndarray:
         img.load()
         if orient:
             img = apply_exif_orientation(img)
-        return _to_rgb_uint8(img)
+        return image_to_rgb_uint8(img)
 
 
 def _resolve_image_path(json_path: Path, image_path: str) -> Path:
@@ -321,6 +335,7 @@ class _Parsed:
     shapes: list[Shape] = field(default_factory=list)
     file_errors: list[str] = field(default_factory=list)
     shape_errors: list[str] = field(default_factory=list)
+    predicted: bool = False
 
 
 def _declared_size(raw: Mapping[str, Any], key: str, prefix: str, errors: list[str]) -> int | None:
@@ -352,6 +367,8 @@ def _parse_file(json_path: str | os.PathLike, label_map: LabelMapArg) -> tuple[_
         return out, icsi
 
     errors = out.file_errors
+    flags = raw.get("flags")
+    out.predicted = isinstance(flags, dict) and flags.get(PREDICTED_FLAG) is True
     height = _declared_size(raw, "imageHeight", prefix, errors)
     width = _declared_size(raw, "imageWidth", prefix, errors)
 
@@ -395,19 +412,29 @@ def _parse_file(json_path: str | os.PathLike, label_map: LabelMapArg) -> tuple[_
     return out, icsi
 
 
-def validate_annotation(json_path: str | os.PathLike, label_map: LabelMapArg = None) -> list[str]:
+def validate_annotation(
+    json_path: str | os.PathLike, label_map: LabelMapArg = None, *, allow_predicted: bool = True
+) -> list[str]:
     """Checks a LabelMe file and returns every problem, one line each (empty if valid).
 
     Lines read ``"<json path>: <reason>"`` (file level: broken JSON, image missing or
-    unreadable, size mismatch) or ``"<json path>: shape <i>: <reason>"`` (unknown label,
-    too few/many points for the shape type, points that are not numbers, bad mask).
+    unreadable, size mismatch, still marked predicted) or ``"<json path>: shape <i>:
+    <reason>"`` (unknown label, too few/many points for the shape type, points that are
+    not numbers, bad mask).
 
     Args:
         json_path: The annotation file.
         label_map: None (default ICSI labels), a mapping, or a label-map file.
+        allow_predicted: If False, a file whose ``flags`` has ``predicted: true`` (written
+            by ``predict --labelme`` and not reviewed) is a problem.
     """
     parsed, _ = _parse_file(json_path, label_map)
-    return parsed.file_errors + parsed.shape_errors
+    problems = parsed.file_errors + parsed.shape_errors
+    if parsed.predicted and not allow_predicted:
+        problems.insert(0, f"{parsed.json_path}: still marked as a prediction (flag "
+                        f"'{PREDICTED_FLAG}'): review it in LabelMe, untick the flag and "
+                        "save, or pass --allow_predicted")
+    return problems
 
 
 def load_annotation(

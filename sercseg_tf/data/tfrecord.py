@@ -20,7 +20,11 @@ One ``tf.train.Example`` per annotated frame, with the keys of deeplab2's
 
 Shards are per case, ``caseNN-SSSSS-of-NNNNN.tfrecord``, so a leave-one-case-out fold
 is a choice of file patterns (`case_file_pattern`). ``manifest.json`` beside them
-records the classes, frames per case (the paper's Table 1) and pixels per class.
+records the classes, frames per case (the paper's Table 1), pixels per class and the
+``data_source``: ``"synthetic"`` when every case folder holds the synthetic generator's
+``ground_truth.json``, else ``"user"`` (the report says "synthetic data" or "your data").
+LabelMe files still marked as predictions (``predict --labelme``) are refused unless
+``allow_predicted``.
 """
 
 from __future__ import annotations
@@ -41,8 +45,9 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from sercseg_tf import atomic_io, formats, labels
+from sercseg_tf import atomic_io, formats, labels, model_card
 from sercseg_tf.data import cases as cases_lib
+from sercseg_tf.synthetic.generator import GROUND_TRUTH_NAME
 
 MANIFEST_NAME = "manifest.json"
 SHARD_SUFFIX = ".tfrecord"
@@ -260,6 +265,12 @@ def _remove_previous_build(output_dir: pathlib.Path) -> None:
             path.unlink()
 
 
+def _data_source(found: Iterable[cases_lib.Case]) -> str:
+    """"synthetic" when every case folder has the generator's ground truth, else "user"."""
+    synthetic = all((case.folder / GROUND_TRUTH_NAME).is_file() for case in found)
+    return model_card.SYNTHETIC if synthetic else model_card.USER_DATA
+
+
 def _write_json_atomic(path: pathlib.Path, data: Any) -> None:
     atomic_io.atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
@@ -293,6 +304,7 @@ def build_tfrecords(
     *,
     progress: bool = True,
     num_workers: int | None = None,
+    allow_predicted: bool = False,
 ) -> dict[str, Any]:
     """Converts a folder of LabelMe cases into per-case TFRecord shards + manifest.
 
@@ -312,8 +324,10 @@ def build_tfrecords(
       skip_invalid: write the valid frames and list the invalid ones in the
         manifest's ``skipped`` instead of failing.
       shards_per_case: number of shards per case (capped at its frame count).
-      progress: show tqdm progress bars.
+      progress: show tqdm progress bars (only on a terminal).
       num_workers: threads that rasterise and encode frames (default: CPU count).
+      allow_predicted: accept LabelMe files still marked ``predicted`` (machine-made,
+        unreviewed); by default each is a problem line.
 
     Returns:
       The manifest dict (also written to ``output_dir/manifest.json``).
@@ -343,10 +357,12 @@ def build_tfrecords(
     total = sum(len(c.frames) for c in found)
     skipped: list[dict[str, Any]] = []
     valid: dict[int, list[cases_lib.Frame]] = {}
-    with tqdm(total=total, desc="validate", unit="frame", disable=not progress) as bar:
+    quiet = None if progress else True  # tqdm: None = on only when writing to a terminal
+    with tqdm(total=total, desc="validate", unit="frame", disable=quiet) as bar:
         for case in found:
             for frame in case.frames:
-                errors = labelme.validate_annotation(frame.json_path, label_map)
+                errors = labelme.validate_annotation(frame.json_path, label_map,
+                                                     allow_predicted=allow_predicted)
                 if errors:
                     problems.extend(errors)
                     skipped.append({"file": str(frame.json_path), "problems": list(errors)})
@@ -379,7 +395,7 @@ def build_tfrecords(
     items = [(cid, fr) for cid in sorted(valid) for fr in valid[cid]]
     results = _ordered_map(load, items, num_workers or os.cpu_count() or 1)
     try:
-        with tqdm(total=len(items), desc="write", unit="frame", disable=not progress) as bar:
+        with tqdm(total=len(items), desc="write", unit="frame", disable=quiet) as bar:
             for case in found:
                 frames = valid.get(case.case_id, [])
                 if not frames:
@@ -418,6 +434,7 @@ def build_tfrecords(
             "image_size": list(sizes.pop()) if len(sizes) == 1 else None,
             "total_frames": sum(c["frames"] for c in manifest_cases.values()),
             "source_dir": str(labelme_dir),
+            "data_source": _data_source(found),
             "label_map": dict(label_map) if label_map is not None else None,
             "skipped": skipped,
         }

@@ -6,20 +6,30 @@ n_k = floor(t_k * fps + 0.5) (round half up). Frames are read sequentially with
 grab/retrieve, because seeking (CAP_PROP_POS_FRAMES) is unreliable in WMV/ASF files.
 Files reporting an implausible rate (> MAX_PLAUSIBLE_FPS, e.g. an ASF 1000 fps time
 base) fall back to frame timestamps: the first frame with pts >= t_k.
+
+`probe` reads the declared frame rate, frame count and (WMV) header duration, so a
+caller can tell a truncated file (decoding stops long before the declared end) from a
+complete one: `expected_samples` is how many frames `iter_frames` yields on a
+complete file.
+`browser_video_format` picks what a browser plays: H.264 MP4 when this OpenCV build can
+encode it, else VP8 WebM.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import os
 import re
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from sercseg_tf import atomic_io, labels
+from sercseg_tf import atomic_io, labels, quiet
 
 # Container extension -> FourCC used by write_video.
 FOURCC_BY_EXTENSION: dict[str, str] = {
@@ -30,6 +40,9 @@ FOURCC_BY_EXTENSION: dict[str, str] = {
 VIDEO_EXTENSIONS: tuple[str, ...] = (".wmv", ".avi", ".mp4")
 # Above this reported rate (e.g. ASF's 1000 fps time base) frames are picked by timestamp.
 MAX_PLAUSIBLE_FPS = 240.0
+# (extension, FourCC) a browser plays, in order of preference: H.264 in MP4 (needs an
+# OpenCV built with an H.264 encoder; the PyPI wheels have none), VP8 in WebM.
+BROWSER_FORMATS: tuple[tuple[str, str], ...] = ((".mp4", "avc1"), (".webm", "VP80"))
 _CASE_DIR = re.compile(r"^case(\d+)$", re.IGNORECASE)
 
 
@@ -76,7 +89,9 @@ def write_video(
     h, w = size_hw
     count = 0
     with atomic_io.atomic_path(path) as tmp:
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), float(fps), (w, h))
+        with quiet.silenced_c_stderr():  # FFmpeg's notes on codec tags; failure is raised below
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), float(fps),
+                                     (w, h))
         if not writer.isOpened():
             raise VideoError(path, f"cannot open a {fourcc} encoder for this file")
         try:
@@ -89,6 +104,109 @@ def write_video(
         finally:
             writer.release()
     return count
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoInfo:
+    """What a video file declares about itself (`probe`)."""
+
+    fps: float
+    frame_count: int  # 0 when the container does not say
+    asf_duration_s: float | None = None  # WMV/ASF header's play duration minus preroll
+
+    @property
+    def duration_s(self) -> float | None:
+        """Declared length: frame_count / fps, else the ASF header's; None when unknown."""
+        if self.frame_count > 0 and 0 < self.fps <= MAX_PLAUSIBLE_FPS:
+            return self.frame_count / self.fps
+        return self.asf_duration_s
+
+
+# ASF File Properties Object (WMV header): GUID, then after the 8-byte object size a
+# file id GUID and the QWORDs file size, creation date, data packets, play duration
+# (100 ns), send duration, preroll (ms), then DWORD flags (bit 0: broadcast, values
+# unset). A WMV cut short keeps this header, so its declared length survives.
+_ASF_FILE_PROPERTIES = bytes.fromhex("A1DCAB8C47A9CF118EE400C00C205365")
+
+
+def asf_declared_duration(path: os.PathLike | str) -> float | None:
+    """Play duration minus preroll (s) from a WMV/ASF header; None if absent or unset."""
+    import struct
+
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    at = head.find(_ASF_FILE_PROPERTIES)
+    if at < 0 or len(head) < at + 84:
+        return None
+    play, _, preroll, flags = struct.unpack_from("<QQQI", head, at + 64)
+    duration = play / 1e7 - preroll / 1e3
+    return duration if not flags & 1 and duration > 0 else None
+
+
+def probe(video_path: os.PathLike | str) -> VideoInfo:
+    """Reads the declared frame rate, frame count and (WMV) duration, without decoding.
+
+    Raises:
+      VideoError: missing file or not openable as a video.
+    """
+    path = Path(video_path)
+    if not path.is_file():
+        raise VideoError(path, "no such file")
+    with quiet.silenced_c_stderr():  # FFmpeg's complaints about a corrupt file
+        cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise VideoError(path, "cannot open as a video (unknown or corrupt format)")
+        fps = float(cap.get(cv2.CAP_PROP_FPS))
+        count = float(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        cap.release()
+    fps = fps if math.isfinite(fps) else 0.0
+    return VideoInfo(fps, int(count) if math.isfinite(count) and count > 0 else 0,
+                     asf_declared_duration(path))
+
+
+def expected_samples(info: VideoInfo, every_seconds: float) -> int | None:
+    """Frames `iter_frames` yields from a complete file, None when the length is unknown.
+
+    From a frame count: #{k : round(k * every * fps) < count}; from a duration D alone:
+    #{k : k * every < D}.
+    """
+    duration = info.duration_s
+    if duration is None:
+        return None
+    if not (info.frame_count > 0 and 0 < info.fps <= MAX_PLAUSIBLE_FPS):
+        return int(math.ceil(duration / every_seconds - 1e-9))
+    k = int(info.frame_count / (info.fps * every_seconds)) + 1
+    while k > 0 and frame_index_at((k - 1) * every_seconds, info.fps) >= info.frame_count:
+        k -= 1
+    return k
+
+
+@functools.cache
+def browser_video_format() -> tuple[str, str]:
+    """(extension, FourCC) of the first `BROWSER_FORMATS` entry this OpenCV can write.
+
+    Probes each by writing two tiny frames to a temporary file (FFmpeg's complaints about
+    a missing encoder are silenced); the answer is cached for the process.
+
+    Raises:
+      VideoError: none of them can be written.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        for ext, fourcc in BROWSER_FORMATS:
+            target = Path(tmp) / f"probe{ext}"
+            with quiet.silenced_c_stderr():
+                writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*fourcc), 1.0,
+                                         (16, 16))
+                ok = writer.isOpened()
+                if ok:
+                    for _ in range(2):
+                        writer.write(np.zeros((16, 16, 3), np.uint8))
+                writer.release()
+            if ok and target.is_file() and target.stat().st_size > 0:
+                return ext, fourcc
+    raise VideoError(Path(tmp), "OpenCV can write neither H.264 MP4 nor VP8 WebM here")
 
 
 def frame_index_at(time_s: float, fps: float) -> int:
@@ -186,6 +304,7 @@ def extract_frames(
     output_dir: os.PathLike | str,
     every_seconds: float = 1.0,
     name: str | None = None,
+    progress: bool = False,
 ) -> list[Path]:
     """Writes one PNG every `every_seconds` to OUTPUT_DIR/<name>/frame_NNNN.png.
 
@@ -194,6 +313,7 @@ def extract_frames(
       output_dir: root output folder.
       every_seconds: sampling period (the paper used 1 s).
       name: case folder name; default `video_case_name(video_path)`.
+      progress: a tqdm bar (total from `expected_samples`) when writing to a terminal.
 
     Returns:
       The PNG paths written, in order.
@@ -201,14 +321,20 @@ def extract_frames(
     Raises:
       VideoError: as `iter_frames`, or a PNG cannot be written.
     """
+    from tqdm import tqdm
+
     name = name or video_case_name(video_path)
     out_dir = Path(output_dir) / name
     out_dir.mkdir(parents=True, exist_ok=True)
+    total = expected_samples(probe(video_path), every_seconds)
     written: list[Path] = []
-    for k, _, rgb in iter_frames(video_path, every_seconds):
-        target = out_dir / f"frame_{k:04d}.png"
-        write_png(target, rgb)
-        written.append(target)
+    with tqdm(total=total, desc=name, unit="frame", disable=None if progress else True,
+              leave=False) as bar:
+        for k, _, rgb in iter_frames(video_path, every_seconds):
+            target = out_dir / f"frame_{k:04d}.png"
+            write_png(target, rgb)
+            written.append(target)
+            bar.update()
     return written
 
 

@@ -20,13 +20,15 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from sercseg_tf import model_card as model_card_lib
 from sercseg_tf.formats import SERVING_INPUT, SERVING_PRED, SERVING_PROBS, SERVING_SIGNATURE
 from sercseg_tf.model.preprocessing import preprocess_images
 from sercseg_tf.model.resnet import check_output_stride
@@ -146,6 +148,7 @@ def export_saved_model(
     export_dir: str | os.PathLike,
     image_scale: float = 1.0,
     output_stride: int = 16,
+    model_card: Mapping[str, Any] | None = None,
 ) -> Path:
     """Writes a TF SavedModel whose ``serving_default`` segments uint8 frames of any size.
 
@@ -160,6 +163,8 @@ def export_saved_model(
       export_dir: output directory.
       image_scale: frame scale used in training (`predict_logits`).
       output_stride: the model's output stride.
+      model_card: written to ``assets/model_card.json`` (`sercseg_tf.model_card`), where
+        predict reads the training frame size; None writes none.
 
     Returns:
       ``export_dir`` as a Path.
@@ -171,6 +176,8 @@ def export_saved_model(
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{export_dir.name}.tmp-", dir=export_dir.parent))
     try:
         tf.saved_model.save(module, str(tmp_dir), signatures={SERVING_SIGNATURE: module.serve})
+        if model_card is not None:
+            model_card_lib.write_json(model_card_lib.card_path(tmp_dir), model_card)
         if export_dir.exists():
             old = export_dir.with_name(f".{export_dir.name}.old-{os.getpid()}")
             export_dir.rename(old)

@@ -129,7 +129,7 @@ class _FoldRun:
     strategy_name: str
     chief: bool
     train_cases: list[int]
-    held_out: int
+    held_out: int | None  # None: fold 0 trains on every case, nothing is evaluated
     ckpt_dir: pathlib.Path
     model: keras.Model
     optimizer: keras.optimizers.Optimizer
@@ -142,7 +142,7 @@ class _FoldRun:
     eval_writer: Any
     train_history: HistoryCsv | None
     eval_history: HistoryCsv | None
-    eval_ds: tf.data.Dataset
+    eval_ds: tf.data.Dataset | None
     predict_step: Callable
     last_saved: int  # step of the newest checkpoint, -1 for none
     progress: _Progress
@@ -243,7 +243,7 @@ def _setup(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
     model, optimizer, manager = _build_and_restore(config, strategy, ckpt_dir)
     start_step = int(optimizer.iterations.numpy())
     num_params = modeling.count_params(model)["total"]
-    logging.info("Fold %d: train cases %s, held-out case %d, %d replica(s) (%s), "
+    logging.info("Fold %d: train cases %s, held-out case %s, %d replica(s) (%s), "
                  "%d parameters, steps %d -> %d", fold, train_cases, held_out,
                  strategy.num_replicas_in_sync, strategy_name, num_params,
                  start_step, config.num_steps)
@@ -251,7 +251,11 @@ def _setup(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
     train_step = make_train_step(strategy, model, optimizer)
     train_writer, eval_writer, train_history, eval_history = _open_outputs(
         config, model_dir, fold, chief, start_step)
-    eval_ds = evaluator.heldout_dataset(tfrecord_dir, held_out, config.eval_max_images)
+    if held_out is None:
+        logging.info("Fold 0 trains on every case: no held-out case, evaluation skipped")
+        eval_ds = None
+    else:
+        eval_ds = evaluator.heldout_dataset(tfrecord_dir, held_out, config.eval_max_images)
     predict_step = evaluator.make_predict_step(model, config)
     return _FoldRun(
         config=config, fold=fold, strategy=strategy, strategy_name=strategy_name,
@@ -309,7 +313,7 @@ def _log_progress(run: _FoldRun) -> None:
 
 def _run_eval(run: _FoldRun, step: int) -> None:
     """Evaluates the held-out case (chief only): TensorBoard, eval history, log line."""
-    if not run.chief:
+    if not run.chief or run.eval_ds is None:
         return
     t0 = time.perf_counter()
     result = evaluator.evaluate_heldout(run.model, run.config, run.eval_ds,

@@ -85,8 +85,8 @@ class ScalePolicy:
         if not reasons:
             return None
         return (f"frames are {w}x{h}, the model learned {tw}x{th} ({'; '.join(reasons)}): "
-                f"resized by 1/{s:.2f}; if objects are not {s:.2f}x larger than in the "
-                "training frames, give --input_scale")
+                f"resized by 1/{s:.2f}; if objects in these frames are not {s:.2f}x their "
+                "size in the training frames, give --input_scale")
 
 
 def resize_image(image: np.ndarray, factor: float) -> np.ndarray:

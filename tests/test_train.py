@@ -48,31 +48,6 @@ def test_masked_cross_entropy_excludes_ignore_pixels():
     np.testing.assert_allclose(float(ce_sum), expected[valid].sum(), rtol=1e-5)
 
 
-MAX_FUNCTION_LINES = 80  # one screen; guards the split of train_fold into helpers
-
-
-@pytest.mark.parametrize("module_name", [
-    "sercseg_tf.training.loop", "sercseg_tf.training.evaluator",
-    "sercseg_tf.training.checkpoints", "sercseg_tf.training.optimizer",
-])
-def test_training_functions_fit_on_one_screen(module_name):
-    import importlib
-    import inspect
-
-    module = importlib.import_module(module_name)
-    functions = [f for _, f in inspect.getmembers(module, inspect.isfunction)
-                 if f.__module__ == module_name]
-    for _, cls in inspect.getmembers(module, inspect.isclass):
-        if cls.__module__ == module_name:  # its methods; not dataclass-generated ones
-            functions += [f for f in vars(cls).values() if inspect.isfunction(f)
-                          and f.__code__.co_filename == module.__file__]
-    lengths = {f.__qualname__: len(inspect.getsource(f).splitlines()) for f in functions}
-    assert lengths, module_name
-    assert {k: n for k, n in lengths.items() if n > MAX_FUNCTION_LINES} == {}
-    if module_name.endswith(".loop"):
-        assert {"train_fold", "_setup", "_log_progress", "_run_eval", "_save"} <= set(lengths)
-
-
 # Runs in a fresh interpreter: logical CPU devices must be configured before TF starts.
 _MIRRORED_SCRIPT = textwrap.dedent("""
     import json, sys

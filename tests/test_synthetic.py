@@ -231,18 +231,32 @@ def test_human_polygons_have_tens_of_vertices_and_match_exact_shapes(tiny: Path)
 
 
 def test_images_look_like_microscope_frames(tiny: Path):
-    """Grey, not saturated, noisy, with a darker-textured oocyte than the background."""
+    """Grey, not saturated, with granular ooplasm: more fine texture than empty medium."""
+    import cv2
+
     gt = json.loads((tiny / "case01" / "ground_truth.json").read_text())
     frame = gt["frames"][0]
-    img = np.asarray(Image.open(tiny / "case01" / frame["file"])).astype(float)
+    img = np.asarray(Image.open(tiny / "case01" / frame["file"])).astype(np.float32)
     grey = img.mean(axis=2)
     spread = np.abs(img - grey[..., None]).mean()
     assert spread < 0.1 * grey.mean()  # near grey: tints of at most 10 %
     assert 30 < grey.mean() < 230 and (grey >= 254).mean() < 0.01
+    fine = grey - cv2.GaussianBlur(grey, (0, 0), 3.0)
     oocyte = _mask(frame["oocyte"]["outline"])
-    far = np.zeros_like(oocyte)
-    far[:40, :] = True
-    assert grey[oocyte].std() > grey[far].std() * 1.5  # granular cytoplasm
+    if frame["needle_outline"] is not None:
+        oocyte &= ~_mask(frame["needle_outline"])
+    # Empty medium: well outside the zona, away from the pipette and cumulus.
+    zona = cv2.dilate(_mask(gt["zona_outer"]).astype(np.uint8), np.ones((41, 41), np.uint8))
+    ys, xs = np.mgrid[0:H, 0:W]
+    hp = gt["holding_pipette"]
+    d, end = -np.asarray(hp["direction"]), np.asarray(hp["end"])
+    u = (xs - end[0]) * d[0] + (ys - end[1]) * d[1]
+    v = (ys - end[1]) * d[0] - (xs - end[0]) * d[1]
+    medium = (zona == 0) & ~((u > -10) & (np.abs(v) < hp["radius"] + 10))
+    for x, y, r in gt["cumulus"]:
+        medium &= (xs - x) ** 2 + (ys - y) ** 2 > (3 * r + 10) ** 2
+    assert medium.sum() > 2000
+    assert fine[oocyte].std() > 1.3 * fine[medium].std()
 
 
 def test_bad_frame_count_is_an_error(tmp_path: Path):

@@ -517,7 +517,7 @@ def example_grid(
     seed: int = 0,
     case_ids: Sequence[int] = tuple(range(1, 13)),
     columns: int = 4,
-    tile: tuple[int, int] = (180, 240),
+    tile: tuple[int, int] = (168, 224),
     vary_size: bool = False,
 ) -> np.ndarray:
     """Returns a grid (RGB uint8) of one annotated frame from each of `case_ids`.

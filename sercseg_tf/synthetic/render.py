@@ -6,7 +6,7 @@ where B is the unevenly lit, vignetted empty field (darker beyond a dish edge), 
 absorption of cytoplasm, zona, cells and glass, h an optical-path "height" field (domes
 for cells, wall thickness for the hollow pipettes), dh/dtheta its derivative along the
 case's shading direction (Hoffman and DIC-like relief: one side of every edge bright, the
-other dark) and |grad h| the dark refractive rims of brightfield; V scales with B. The
+other dark) and |grad h| the dark refractive rims of brightfield; V = sqrt(B / 150). The
 per-case static layer (field, debris, cumulus, second oocyte, zona, granular cytoplasm,
 sERC, polar body, holding pipette, focus and partial defocus) is computed once; each
 video frame re-samples the region the needle indents (`Indentation.backward`,
@@ -121,6 +121,14 @@ def _add_cell(f: _Fields, ooplasm: StarShape, zona_in: StarShape, zona_out: Star
     in_zona = _soft_inside(d / r_out, radius) * (1 - _soft_inside(d / r_in, radius))
     f.height[box] += look.zona_relief * shell * (1 + 0.15 * zona_tex)
     f.absorb[box] += in_zona * (look.zona_absorb + 0.025 * zona_tex)
+    corona = scene.surroundings.corona if split else 0.0
+    if corona > 0:  # remnant corona cells: a fuzzy granular halo around the zona
+        outside = smoothstep((d - r_out) / 2.0 + 0.5)
+        halo = (np.exp(-np.square(np.maximum(d - r_out, 0.0) / corona)) * outside).astype(
+            np.float32)  # fmt: skip
+        grains = _blurred_noise(rng, shape, 1.5 * grain)
+        f.height[box] += halo * 3.0 * np.maximum(grains, 0.0)
+        f.absorb[box] += halo * 0.04 * grains
 
     rho_o = ooplasm.rho(xs, ys).astype(np.float32)
     m_o = _soft_inside(rho_o, radius)
@@ -191,7 +199,7 @@ def _illumination(scene: CaseScene, f: _Fields, rng: np.random.Generator):
         dist = np.hypot(f.xs - dx, f.ys - dy) - big_r  # > 0 outside the drop
         field = field * (1.0 - (1.0 - dark) * smoothstep(dist / 6.0 + 0.5))
         f.height += 6.0 * np.exp(-np.square(dist / 4.0)).astype(np.float32)
-    return field.astype(np.float32), (field / 150.0).astype(np.float32)
+    return field.astype(np.float32), np.sqrt(field / 150.0).astype(np.float32)
 
 
 def _focus(img: np.ndarray, look, f: _Fields) -> np.ndarray:
@@ -251,7 +259,7 @@ class CaseRenderer:
             _add_cell(f, *sur.second_oocyte, scene, rng)
         for x0, y0, rc, bright in sur.cumulus:  # bright granular corona / cumulus cells
             cell = StarShape((x0, y0), (rc * 1.1, rc * 0.9), float(rng.uniform(0, np.pi)))
-            _add_round_cell(f, cell, 0.6, 0.06 - 0.08 * bright, rng, texture=2.5)
+            _add_round_cell(f, cell, 0.5, 0.05 - 0.08 * bright, rng, texture=3.0)
         _add_cell(f, scene.oocyte, scene.zona_inner, scene.zona_outer, scene, rng, scene.sercs,
                   split=True)  # fmt: skip
         _add_round_cell(f, scene.polar_body, 0.8, look.cyto_absorb * 1.3, rng)

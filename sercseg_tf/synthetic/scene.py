@@ -5,9 +5,9 @@ Domain randomisation: every case draws its own geometry, injection and look from
 not one look. Lengths are relative to the frame height H or the ooplasm radius r.
 
 =========================  ==============================================================
-Ooplasm (labelled oocyte)  diameter 50-90 % of H (r = 0.25-0.45 H); oval up to 12 %,
+Ooplasm (labelled oocyte)  diameter 50-90 % of H (r = 0.25-0.45 H); oval up to 15 %,
                            long axis across the needle in 60 % of cases; zona
-                           (perivitelline space 3-12 % of r, zona 10-20 %) may touch or
+                           (perivitelline space 3-12 % of r, zona 10-25 %) may touch or
                            leave the frame; 45 %: a holding-side dent of 4-16 % of r
 Injection                  needle half-width 3-6.5 % of r, tilt +-8 deg, aimed at the
                            centre +-0.1 r; zona pushed 3-10 % of r, then the oolemma
@@ -22,14 +22,15 @@ Optics                     Hoffman modulation contrast 50 %, DIC-like 20 %, brig
                            30 % (see `Look`); background grey 55-210; vignetting 5-60 %;
                            illumination slope up to 25 % of H; RGB tint up to +-6 %
                            (+-10 % in 30 %); 35 %: part of the frame defocused by a further
-                           1.5-4.5 px; sensor noise 1-8 grey levels; 55 %: JPEG blocks at
-                           quality 20-85
+                           1.5-4.5 px; sensor noise 1-6 grey levels; 45 %: JPEG blocks at
+                           quality 30-90
 Surroundings               holding pipette (outer radius 55-90 % of r, lumen 15-35 % of
-                           it) pressing the zona; 55 %: 1-5 cumulus/corona clusters of
-                           3-14 cells (radius 4-9 % of r) on the zona; 3-15 debris
-                           particles; polar body; 12 %: a second oocyte at the edge; 12 %:
-                           the edge of the dish or drop; 80 %: a sperm in the needle,
-                           left in the ooplasm at the injection
+                           it) pressing the zona; 55 %: 1-6 cumulus clusters of 3-25 cells
+                           (radius 5-11 % of r) on the zona; 35 %: a granular corona halo
+                           5-15 % of r wide around it; 3-15 debris particles; polar body;
+                           12 %: a second oocyte at the edge; 12 %: the edge of the dish
+                           or drop; 80 %: a sperm in the needle, left in the ooplasm at
+                           the injection
 =========================  ==============================================================
 
 Label rules are the paper's: oocyte = ooplasm inside the oolemma (zona, perivitelline
@@ -131,6 +132,7 @@ class Surroundings:
     debris: tuple[tuple[float, float, float, float, float], ...]  # (x, y, r, height, absorb)
     second_oocyte: tuple[StarShape, StarShape, StarShape] | None  # ooplasm, zona in, out
     dish_edge: tuple[float, float, float, float] | None  # (cx, cy, radius, darkness)
+    corona: float  # width of a fuzzy granular halo just outside the zona, px (0 = none)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,7 +265,7 @@ def _draw_cell(
     hold_phi = math.atan2(ay, ax)
     cx = w / 2 + ax * _u(rng, -0.03, 0.08) * w
     cy = h / 2 + _u(rng, -0.08, 0.08) * h
-    ecc = _u(rng, 0.0, 0.12)
+    ecc = _u(rng, 0.0, 0.15)
     if rng.random() < 0.6:  # squeezed along the needle, long axis across it
         oo_angle = hold_phi + math.pi / 2 + float(rng.normal(0.0, 0.25))
     else:
@@ -273,7 +275,7 @@ def _draw_cell(
     base = StarShape((cx, cy), axes, oo_angle, harm)
     pvs = _u(rng, 0.03, 0.12)
     zona_inner = StarShape((cx, cy), (axes[0] * (1 + pvs), axes[1] * (1 + pvs)), oo_angle)
-    zona_outer = zona_inner.scaled(1.0 + _u(rng, 0.10, 0.20))
+    zona_outer = zona_inner.scaled(1.0 + _u(rng, 0.10, 0.25))
     press = _u(rng, 0.01, 0.04) * radius  # the holding pipette flattens the zona a little
     zona_outer = dataclasses.replace(zona_outer, dents=((hold_phi, press, 0.35),))
     zona_inner = dataclasses.replace(zona_inner, dents=((hold_phi, 0.6 * press, 0.35),))
@@ -488,14 +490,14 @@ def _draw_surroundings(
     cx, cy = oocyte.center
     cumulus = []
     if rng.random() < 0.55:
-        for _ in range(int(rng.integers(1, 6))):
-            # Not where the needle comes in (hold_phi + pi) nor behind the pipette.
-            phi = hold_phi + math.pi / 2 + _u(rng, 0.35, math.pi - 0.35) * rng.choice([-1, 1])
+        for _ in range(int(rng.integers(1, 7))):
+            # Not where the needle comes in (hold_phi + pi) nor at the pipette (hold_phi).
+            phi = hold_phi + _u(rng, 0.5, math.pi - 0.5) * rng.choice([-1, 1])
             r_zo = float(zona_outer.radius(np.array([phi]))[0])
-            for _ in range(int(rng.integers(3, 15))):
-                rc = radius * _u(rng, 0.04, 0.09)
-                ang = phi + float(rng.normal(0.0, 0.12))
-                dist = r_zo + rc * _u(rng, 0.3, 2.5)
+            for _ in range(int(rng.integers(3, 26))):
+                rc = radius * _u(rng, 0.05, 0.11)
+                ang = phi + float(rng.normal(0.0, 0.18))
+                dist = r_zo + rc * _u(rng, 0.0, 3.5)
                 cumulus.append(
                     (cx + dist * math.cos(ang), cy + dist * math.sin(ang), rc, _u(rng, -1, 1))
                 )
@@ -524,7 +526,8 @@ def _draw_surroundings(
         dist = zona_outer.semi_axes[0] + _u(rng, 15.0, max(16.0, 0.5 * h))
         dish = (cx + (dist - big_r) * math.cos(phi), cy + (dist - big_r) * math.sin(phi),
                 big_r, _u(rng, 0.15, 0.6))  # fmt: skip
-    return Surroundings(tuple(cumulus), tuple(debris), second, dish)
+    corona = radius * _u(rng, 0.05, 0.15) if rng.random() < 0.35 else 0.0
+    return Surroundings(tuple(cumulus), tuple(debris), second, dish, corona)
 
 
 def _draw_look(rng: np.random.Generator, height: int) -> Look:
@@ -552,7 +555,7 @@ def _draw_look(rng: np.random.Generator, height: int) -> Look:
         zona_relief=_u(rng, 0.15, 0.45),
         texture_gain=_u(rng, 0.6, 1.4),
         granule_scale=_u(rng, 0.8, 1.5),
-        noise_sigma=_u(rng, 1.0, 8.0),
+        noise_sigma=_u(rng, 1.0, 6.0),
         focus_sigma=_u(rng, *focus),
         defocus=defocus,
         needle_focus_sigma=_u(rng, 0.4, 1.6),
@@ -561,7 +564,7 @@ def _draw_look(rng: np.random.Generator, height: int) -> Look:
         lumen_light=_u(rng, 0.0, 0.08),
         tint=tuple(float(v) for v in 1.0 + rng.uniform(-tint_range, tint_range, size=3)),
         flicker=_u(rng, 0.0, 0.012),
-        jpeg_quality=int(rng.integers(20, 86)) if rng.random() < 0.55 else 0,
+        jpeg_quality=int(rng.integers(30, 91)) if rng.random() < 0.45 else 0,
     )
 
 

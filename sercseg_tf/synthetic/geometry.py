@@ -314,13 +314,14 @@ class Indentation:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Returns (q_s - s, inside-the-funnel mask) for shown s on lines with A, s_d, s1."""
         rel = s - s_d
-        length = np.maximum(s_1 - s_d - amp, 1.0)
         u = rel - amp
+        length = np.maximum(s_1 - s_d - amp, 1.0)
         gap = (rel >= 0) & (u < 0)
-        q_s = np.where(gap, s_d - self.gap_scale * rel, s)
+        # q_s - s is -(1 + c) rel in the funnel, u A / L - A where squeezed, 0 elsewhere.
+        shift = np.where(gap, -(1.0 + self.gap_scale) * rel, 0.0)
         squeezed = (u >= 0) & (u < length)
-        q_s = np.where(squeezed, s_d + u * (1.0 + amp / length), q_s)
-        return q_s - s, gap
+        shift = np.where(squeezed, amp * (u / length - 1.0), shift)
+        return shift.astype(s.dtype, copy=False), gap
 
     def backward(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Maps shown pixel positions to the rest positions they show (for cv2.remap)."""

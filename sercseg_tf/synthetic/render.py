@@ -243,7 +243,9 @@ class CaseRenderer:
         self.gain = (1.0 + look.flicker * rng.standard_normal(n)).astype(np.float32)
         self.ys, self.xs = np.mgrid[0:h, 0:w].astype(np.float32)
         self.p_grid, self.s_grid = scene.oolemma_table.coords(self.xs, self.ys)
+        self.zero = np.zeros((h, w), np.float32)
         self.smooth = cv2.GaussianBlur(self.static, (0, 0), 4.0)
+        self.base_and_mask = np.dstack([self.base, self.tex_mask])
         self.released: np.ndarray | None = None  # sperm head position once injected
 
     # ------------------------------------------------------------------ static layer
@@ -292,10 +294,11 @@ class CaseRenderer:
         gain = float(self.gain[j])
         channels = [cv2.convertScaleAbs(frame, alpha=gain * t) for t in look.tint]
         if look.jpeg_quality:  # codec blocks (the frame as the camera's recorder stored it)
+            # (RGB passed as if BGR: only the luma weights of near-grey frames change.)
             ok, buf = cv2.imencode(
-                ".jpg", cv2.merge(channels[::-1]), [cv2.IMWRITE_JPEG_QUALITY, look.jpeg_quality]
+                ".jpg", cv2.merge(channels), [cv2.IMWRITE_JPEG_QUALITY, look.jpeg_quality]
             )
-            return cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1].copy()
+            return cv2.imdecode(buf, cv2.IMREAD_COLOR)
         return cv2.merge(channels)
 
     def _warp(self, frame: np.ndarray, geo: FrameGeometry, noise: np.ndarray) -> None:
@@ -312,30 +315,31 @@ class CaseRenderer:
             return
         box = (slice(y0, y1), slice(x0, x1))
         idx = (self.p_grid[box] - np.float32(ind.table.p0)) * np.float32(1.0 / ind.table.step)
-        zero = np.zeros_like(idx)
-        amp, s_d, s_1 = (
-            cv2.remap(tab.astype(np.float32)[None], idx, zero, cv2.INTER_LINEAR,
-                      borderMode=cv2.BORDER_REPLICATE)
-            for tab in ind.tables()
-        )  # fmt: skip
-        shift, gap = ind.shift(self.s_grid[box], amp, s_d, s_1)
+        tables = np.stack(ind.tables(), axis=-1).astype(np.float32)[None]  # A, s_d, s_1
+        looked_up = cv2.remap(tables, idx, self.zero[box], cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+        shift, gap = ind.shift(self.s_grid[box], *cv2.split(looked_up))
         ax, ay = ind.table.direction
         qx = self.xs[box] + shift * np.float32(ax)
         qy = self.ys[box] + shift * np.float32(ay)
-        warped = cv2.remap(self.base, qx, qy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        mask = cv2.remap(self.tex_mask, qx, qy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        both = cv2.remap(self.base_and_mask, qx, qy, cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REFLECT)  # fmt: skip
+        warped, mask = cv2.split(both)
         warped += mask * self.texture[box]  # granules stay put: no smeared texture
-        if gap.any():
-            fill = cv2.remap(self.smooth, qx, qy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-            warped = np.where(gap, fill, warped)
+        rows, cols = np.flatnonzero(gap.any(axis=1)), np.flatnonzero(gap.any(axis=0))
+        if rows.size:
+            sub = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+            fill = cv2.remap(self.smooth, qx[sub], qy[sub], cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REFLECT)  # fmt: skip
+            warped[sub] = np.where(gap[sub], fill, warped[sub])
         frame[box] = cv2.scaleAdd(noise[box], float(self.scene.look.noise_sigma), warped)
 
     def _inside_mask(self, geo: FrameGeometry, x0: int, y0: int, shape) -> np.ndarray:
         """Soft mask of the (deformed) ooplasm in a region of interest."""
         mask = np.zeros(shape, np.uint8)
-        pts = np.round((geo.oocyte_outline - [x0, y0]) * 16).astype(np.int32)
-        cv2.fillPoly(mask, [pts], 1, lineType=cv2.LINE_AA, shift=4)
-        return cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 1.0)
+        pts = np.round((geo.oocyte_outline[::2] - [x0, y0]) * 16).astype(np.int32)
+        cv2.fillPoly(mask, [pts], 255, lineType=cv2.LINE_AA, shift=4)
+        return mask.astype(np.float32) * np.float32(1 / 255)
 
     def _shade(self, frame, box, height, absorb, contrast) -> None:
         """Draws a glass/cell height field into frame[box] with the case's optics."""

@@ -111,7 +111,8 @@ def ground_truth_frame(scene: CaseScene, geo: FrameGeometry, index: int, fps: in
     Keys: `frame`, `file`, `time_s`, `video_frame` (index in the video), `needle_tip`
     ([x, y] or null), `needle_entry_side`, `needle_outline` (exact needle polygon clipped
     to the image, or null), `needle_indentation_px` (depth D of the dent the needle pushes
-    into the oocyte, 0 when not pushing), `oocyte` {center, outline, area}, `serc` (list of
+    into the zona or oolemma, 0 when none), `indented_surface` ("zona", "oolemma" or
+    null), `oocyte` {center, outline (exact, may leave the frame), area}, `serc` (list of
     {center, semi_axes, angle_deg, outline, area, circularity}) and `serc_area_ratio`.
     Coordinates are pixels, x right, y down.
     """
@@ -234,7 +235,12 @@ def _needle_human_polygon(
 
 
 def labelme_shapes(scene: CaseScene, geo: FrameGeometry, rng: np.random.Generator) -> list[dict]:
-    """Returns the LabelMe shapes a person would draw for this frame."""
+    """Returns the LabelMe shapes a person would draw for this frame.
+
+    The oocyte polygon follows the (deformed) oolemma, clipped to the frame where the cell
+    leaves it; one polygon per sERC; the needle polygon runs from the visible tip to the
+    entry border, over the ooplasm where the needle is inside it.
+    """
     name_oocyte, name_serc, name_needle = scene.label_names
     groups: list[list[dict]] = [[], [], []]
     perim = np.sum(np.linalg.norm(np.diff(geo.oocyte_outline, axis=0), axis=1))

@@ -119,7 +119,8 @@ def _add_cell(f: _Fields, ooplasm: StarShape, zona_in: StarShape, zona_out: Star
     grain = radius / 110.0 * look.granule_scale
     zona_tex = _blurred_noise(rng, shape, 1.2 * grain)
     in_zona = _soft_inside(d / r_out, radius) * (1 - _soft_inside(d / r_in, radius))
-    f.height[box] += look.zona_relief * shell * (1 + 0.15 * zona_tex)
+    # Texture only where the line of sight cuts the zona's rim (its caps are out of focus).
+    f.height[box] += look.zona_relief * shell * (1 + 0.15 * zona_tex * in_zona)
     f.absorb[box] += in_zona * (look.zona_absorb + 0.025 * zona_tex)
     corona = scene.surroundings.corona if split else 0.0
     if corona > 0:  # remnant corona cells: a fuzzy granular halo around the zona
@@ -243,7 +244,8 @@ class CaseRenderer:
         self.gain = (1.0 + look.flicker * rng.standard_normal(n)).astype(np.float32)
         self.ys, self.xs = np.mgrid[0:h, 0:w].astype(np.float32)
         self.p_grid, self.s_grid = scene.oolemma_table.coords(self.xs, self.ys)
-        self.zero = np.zeros((h, w), np.float32)
+        hy, hx = np.mgrid[0 : (h + 1) // 2, 0 : (w + 1) // 2].astype(np.float32) * 2 + 0.5
+        self.p_half, self.s_half = scene.oolemma_table.coords(hx, hy)
         self.smooth = cv2.GaussianBlur(self.static, (0, 0), 4.0)
         self.base_and_mask = np.dstack([self.base, self.tex_mask])
         self.released: np.ndarray | None = None  # sperm head position once injected
@@ -301,24 +303,44 @@ class CaseRenderer:
             return cv2.imdecode(buf, cv2.IMREAD_COLOR)
         return cv2.merge(channels)
 
+    def _shift(self, ind, box, half: bool) -> tuple[np.ndarray, np.ndarray]:
+        """`Indentation.shift` on a region, at full or half resolution (2x2 block centres)."""
+        p_grid, s_grid = (self.p_half, self.s_half) if half else (self.p_grid, self.s_grid)
+        idx = (p_grid[box] - np.float32(ind.table.p0)) * np.float32(1.0 / ind.table.step)
+        tables = np.stack(ind.tables(), axis=-1).astype(np.float32)[None]  # A, s_d, s_1
+        looked_up = cv2.remap(tables, idx, np.zeros_like(idx), cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+        return ind.shift(s_grid[box], *cv2.split(looked_up))
+
     def _warp(self, frame: np.ndarray, geo: FrameGeometry, noise: np.ndarray) -> None:
         """Re-samples the indented region from the static layer (`Indentation`).
 
         Shapes, relief and sERCs are warped; the ooplasm's granules are not (only the mask
         that shows them), so compressed cytoplasm shows no sheared streaks. The funnel the
         needle opens is filled from a smoothed copy of the static layer (clear
-        perivitelline fluid).
+        perivitelline fluid). The displacement is smooth except at the funnel's wall, so
+        it is computed on 2x2 blocks and interpolated, and exactly around the funnel.
         """
         ind = geo.deformation
         x0, y0, x1, y1 = ind.support_box(self.height, self.width)
         if x1 <= x0 or y1 <= y0:
             return
+        x0, y0 = x0 - x0 % 2, y0 - y0 % 2
         box = (slice(y0, y1), slice(x0, x1))
-        idx = (self.p_grid[box] - np.float32(ind.table.p0)) * np.float32(1.0 / ind.table.step)
-        tables = np.stack(ind.tables(), axis=-1).astype(np.float32)[None]  # A, s_d, s_1
-        looked_up = cv2.remap(tables, idx, self.zero[box], cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
-        shift, gap = ind.shift(self.s_grid[box], *cv2.split(looked_up))
+        half_box = (slice(y0 // 2, (y1 + 1) // 2), slice(x0 // 2, (x1 + 1) // 2))
+        shift_h, gap_h = self._shift(ind, half_box, half=True)
+        shift = cv2.resize(shift_h, (2 * shift_h.shape[1], 2 * shift_h.shape[0]),
+                           interpolation=cv2.INTER_LINEAR)[: y1 - y0, : x1 - x0]  # fmt: skip
+        rows, cols = np.flatnonzero(gap_h.any(axis=1)), np.flatnonzero(gap_h.any(axis=0))
+        funnel = None
+        if rows.size:  # exact displacement and funnel mask around the funnel
+            fy0, fx0 = max(0, 2 * rows[0] - 4), max(0, 2 * cols[0] - 4)
+            fy1, fx1 = min(y1 - y0, 2 * rows[-1] + 6), min(x1 - x0, 2 * cols[-1] + 6)
+            funnel = (slice(fy0, fy1), slice(fx0, fx1))
+            exact, gap = self._shift(
+                ind, (slice(y0 + fy0, y0 + fy1), slice(x0 + fx0, x0 + fx1)), half=False
+            )
+            shift[funnel] = exact
         ax, ay = ind.table.direction
         qx = self.xs[box] + shift * np.float32(ax)
         qy = self.ys[box] + shift * np.float32(ay)
@@ -326,12 +348,10 @@ class CaseRenderer:
                          borderMode=cv2.BORDER_REFLECT)  # fmt: skip
         warped, mask = cv2.split(both)
         warped += mask * self.texture[box]  # granules stay put: no smeared texture
-        rows, cols = np.flatnonzero(gap.any(axis=1)), np.flatnonzero(gap.any(axis=0))
-        if rows.size:
-            sub = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-            fill = cv2.remap(self.smooth, qx[sub], qy[sub], cv2.INTER_LINEAR,
+        if funnel is not None:
+            fill = cv2.remap(self.smooth, qx[funnel], qy[funnel], cv2.INTER_LINEAR,
                              borderMode=cv2.BORDER_REFLECT)  # fmt: skip
-            warped[sub] = np.where(gap[sub], fill, warped[sub])
+            warped[funnel] = np.where(gap, fill, warped[funnel])
         frame[box] = cv2.scaleAdd(noise[box], float(self.scene.look.noise_sigma), warped)
 
     def _inside_mask(self, geo: FrameGeometry, x0: int, y0: int, shape) -> np.ndarray:

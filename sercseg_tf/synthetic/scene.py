@@ -9,8 +9,10 @@ Ooplasm (labelled oocyte)  diameter 50-90 % of H (r = 0.25-0.45 H); oval up to 1
                            long axis across the needle in 60 % of cases; zona
                            (perivitelline space 3-12 % of r, zona 10-25 %) may touch or
                            leave the frame; 45 %: a holding-side dent of 4-16 % of r
-Injection                  needle half-width 3-6.5 % of r, tilt +-8 deg, aimed at the
-                           centre +-0.1 r; zona pushed 3-10 % of r, then the oolemma
+Injection                  needle from the right in 70 %, else left; half-width 3-6.5 %
+                           of r, tilt +-8 deg, aimed at the centre +-0.1 r; inside the
+                           ooplasm 35-80 % of its contrast, granule-free lumen 0-8 %
+                           lighter; zona pushed 3-10 % of r, then the oolemma
                            pushed in 15-85 % of r (35 %: a first push that does not break
                            it) as a funnel (flat bottom 1-1.6 needle widths, walls 4-20 %
                            of r) mixed with a broad dent (share 0-75 %, width 35-80 % of r:

@@ -5,6 +5,10 @@ Usage:
                                                        # 13,896 video frames), temp dir
   python bench/bench_synthetic.py --num_cases 2 --frames_per_case 10
   python bench/bench_synthetic.py --novideo            # annotated frames only
+  python bench/bench_synthetic.py --num_cases 22 --vary_size
+
+Prints one JSON line: rates, output size, a digest of the output (same seed -> same
+digest) and the CPU (model name and SIMD flags from /proc/cpuinfo).
 """
 
 from __future__ import annotations
@@ -36,6 +40,23 @@ flags.DEFINE_integer("seed", 0, "Dataset seed.")
 flags.DEFINE_boolean("video", True, "Also render and encode the videos (--novideo: off).")
 flags.DEFINE_integer("num_workers", 1, "Cases generated in parallel.")
 flags.DEFINE_string("output_dir", None, "Keep the output here (default: a temp dir).")
+flags.DEFINE_boolean("vary_size", False, "Each case draws its stored frame size.")
+
+_SIMD = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "amx_tile")
+
+
+def _cpu() -> dict:
+    """Model name and the SIMD flags (of `_SIMD`) that /proc/cpuinfo lists."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    fields = dict(
+        line.split(":", 1) for line in text.splitlines()[:40] if ":" in line
+    )
+    flags_ = {f for k, v in fields.items() if k.strip() == "flags" for f in v.split()}
+    model = next((v.strip() for k, v in fields.items() if k.strip() == "model name"), "")
+    return {"cpu": model, "cpu_flags": [f for f in _SIMD if f in flags_]}
 
 
 def main(argv: list[str]) -> None:
@@ -52,6 +73,7 @@ def main(argv: list[str]) -> None:
             args.seed,
             write_video=args.video,
             workers=args.num_workers,
+            vary_size=args.vary_size,
         )
         elapsed = time.perf_counter() - start
         cpu = time.process_time() - cpu_start
@@ -76,6 +98,7 @@ def main(argv: list[str]) -> None:
             "annotated_frames_per_s": round(annotated / elapsed, 2),
             "output_mb": round(size_mb, 1),
             "digest": _digest(out),
+            **_cpu(),
         }
         if args.num_workers == 1:  # CPU time of this process; wall time is noisy on a shared box
             result["cpu_seconds"] = round(cpu, 2)

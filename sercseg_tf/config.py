@@ -72,6 +72,27 @@ class ExperimentConfig:
     scale_step: float = _field(0.25, "Random-scale augmentation: step between factors.")
     flip: bool = _field(True, "Random horizontal flip.")
     shuffle_buffer: int = _field(256, "Training shuffle buffer (frames).")
+    # Training-time randomisation beyond deeplab2 (sercseg_tf.data.augment; 0 = off): other
+    # clinics' optics, cameras and codecs. The paper names none; paper.yaml keeps them off.
+    aug_brightness: float = _field(0.0, "Brightness shift ~ U(-b, b), fraction of full scale.")
+    aug_contrast: float = _field(0.0, "Contrast factor ~ U(1-c, 1+c); c < 1.")
+    aug_gamma: float = _field(0.0, "Gamma g with log g ~ U(-log(1+g), log(1+g)).")
+    aug_hue: float = _field(0.0, "Hue rotation ~ U(-h, h), fraction of the circle; h <= 0.5.")
+    aug_saturation: float = _field(0.0, "Saturation factor ~ U(1-s, 1+s); s < 1.")
+    aug_grayscale_prob: float = _field(0.0, "Probability of converting a frame to grey.")
+    aug_blur_prob: float = _field(0.0, "Probability of a Gaussian blur.")
+    aug_blur_max_sigma: float = _field(
+        1.5, "Largest blur sigma in pixels of the frame after image_scale; sigma ~ U(0.2, max)."
+    )
+    aug_noise_max_std: float = _field(
+        0.0, "Gaussian noise with std ~ U(0, this) grey levels (0-255 scale)."
+    )
+    aug_jpeg_prob: float = _field(0.0, "Probability of JPEG compression.")
+    aug_jpeg_min_quality: int = _field(30, "Lowest JPEG quality; quality ~ U{this..100}.")
+    aug_aspect_ratio: float = _field(
+        0.0, "Random aspect-ratio change before the random scale: width/height factor "
+        "log-uniform in [1/(1+r), 1+r], area kept (resized footage)."
+    )
     # Optimisation.
     batch_size: int = _field(4, "Global batch size (split over replicas).")
     num_steps: int = _field(25000, "Total training steps (a resumed run continues to this).")
@@ -184,6 +205,21 @@ def _validate(cfg: ExperimentConfig, source: str) -> None:
         raise bad("aspp_dropout", "must be in [0, 1)")
     if cfg.optimizer not in ("adam", "sgd"):
         raise bad("optimizer", "must be 'adam' or 'sgd'")
+    for key in ("aug_brightness", "aug_gamma", "aug_noise_max_std", "aug_aspect_ratio"):
+        if not (math.isfinite(getattr(cfg, key)) and getattr(cfg, key) >= 0):
+            raise bad(key, "must be a number >= 0")
+    for key in ("aug_contrast", "aug_saturation"):
+        if not 0.0 <= getattr(cfg, key) < 1.0:
+            raise bad(key, "must be in [0, 1)")
+    if not 0.0 <= cfg.aug_hue <= 0.5:
+        raise bad("aug_hue", "must be in [0, 0.5]")
+    for key in ("aug_grayscale_prob", "aug_blur_prob", "aug_jpeg_prob"):
+        if not 0.0 <= getattr(cfg, key) <= 1.0:
+            raise bad(key, "must be a probability in [0, 1]")
+    if not (math.isfinite(cfg.aug_blur_max_sigma) and cfg.aug_blur_max_sigma > 0.2):
+        raise bad("aug_blur_max_sigma", "must be a number > 0.2")
+    if not 0 <= cfg.aug_jpeg_min_quality <= 100:
+        raise bad("aug_jpeg_min_quality", "must be in [0, 100]")
 
 
 def _from_mapping(values: dict[str, Any], source: str) -> ExperimentConfig:

@@ -1,4 +1,5 @@
-"""Tests of the synthetic ICSI generator (layout, determinism, geometry, annotations)."""
+"""Tests of the synthetic ICSI generator (layout, determinism, geometry, annotations,
+the drawn ranges and the paper's label rules)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import pytest
 from PIL import Image, ImageDraw
 
 from sercseg_tf import labels, paper_values
+from sercseg_tf.data import labelme
 from sercseg_tf.synthetic import generator as synthetic
+from sercseg_tf.synthetic import scene as scene_lib
+from sercseg_tf.synthetic.geometry import Indentation, StarShape, surface_table
 from sercseg_tf.synthetic.scene import frame_geometry
 
 SEED = 3
@@ -142,9 +146,9 @@ def test_ground_truth_ranges_in_written_files(tiny: Path):
             ratio = total / _shoelace(oocyte)
             assert 0.025 <= ratio <= 0.2
             assert math.isclose(ratio, frame["serc_area_ratio"], rel_tol=1e-3)
-            # Oocyte cytoplasm diameter 40-50 % of the frame height (zoom range).
+            # Ooplasm diameter 50-90 % of the frame height at rest; dents take some away.
             d_eq = 2 * math.sqrt(frame["oocyte"]["area"] / math.pi)
-            assert 0.33 * H <= d_eq <= 0.52 * H
+            assert 0.4 * H <= d_eq <= 0.91 * H
 
 
 def test_paper_ranges_over_all_default_cases():
@@ -227,18 +231,32 @@ def test_human_polygons_have_tens_of_vertices_and_match_exact_shapes(tiny: Path)
 
 
 def test_images_look_like_microscope_frames(tiny: Path):
-    """Grey, not saturated, noisy, with a darker-textured oocyte than the background."""
+    """Grey, not saturated, with granular ooplasm: more fine texture than empty medium."""
+    import cv2
+
     gt = json.loads((tiny / "case01" / "ground_truth.json").read_text())
     frame = gt["frames"][0]
-    img = np.asarray(Image.open(tiny / "case01" / frame["file"])).astype(float)
-    spread = np.abs(img - img.mean(axis=2, keepdims=True)).mean()
-    assert spread < 8.0  # near grey
+    img = np.asarray(Image.open(tiny / "case01" / frame["file"])).astype(np.float32)
     grey = img.mean(axis=2)
-    assert 60 < grey.mean() < 200 and (grey >= 254).mean() < 0.01
+    spread = np.abs(img - grey[..., None]).mean()
+    assert spread < 0.1 * grey.mean()  # near grey: tints of at most 10 %
+    assert 30 < grey.mean() < 230 and (grey >= 254).mean() < 0.01
+    fine = grey - cv2.GaussianBlur(grey, (0, 0), 3.0)
     oocyte = _mask(frame["oocyte"]["outline"])
-    far = np.zeros_like(oocyte)
-    far[:40, :] = True
-    assert grey[oocyte].std() > grey[far].std() * 1.5  # granular cytoplasm
+    if frame["needle_outline"] is not None:
+        oocyte &= ~_mask(frame["needle_outline"])
+    # Empty medium: well outside the zona, away from the pipette and cumulus.
+    zona = cv2.dilate(_mask(gt["zona_outer"]).astype(np.uint8), np.ones((41, 41), np.uint8))
+    ys, xs = np.mgrid[0:H, 0:W]
+    hp = gt["holding_pipette"]
+    d, end = -np.asarray(hp["direction"]), np.asarray(hp["end"])
+    u = (xs - end[0]) * d[0] + (ys - end[1]) * d[1]
+    v = (ys - end[1]) * d[0] - (xs - end[0]) * d[1]
+    medium = (zona == 0) & ~((u > -10) & (np.abs(v) < hp["radius"] + 10))
+    for x, y, r in gt["cumulus"]:
+        medium &= (xs - x) ** 2 + (ys - y) ** 2 > (3 * r + 10) ** 2
+    assert medium.sum() > 2000
+    assert fine[oocyte].std() > 1.3 * fine[medium].std()
 
 
 def test_bad_frame_count_is_an_error(tmp_path: Path):
@@ -262,3 +280,181 @@ def test_labelme_itself_reads_the_files(tiny: Path):
     lf = label_file.LabelFile(str(path))
     assert len(lf.shapes) == len(doc["shapes"]) >= 3
     assert lf.image_data  # loaded from the relative imagePath
+
+
+# --------------------------------------------------------------------------- drawn ranges
+SMALL = (240, 320)
+
+
+def _tip_progress(scene, taus) -> float:
+    """Largest (tip - ooplasm centre) . a over the times: >= 0 means at or past the centre."""
+    a = np.asarray(scene.needle.direction)
+    center = np.asarray(scene.oocyte.center)
+    best = -np.inf
+    for tau in taus:
+        depth, _, _, offset = scene.motion.at(float(tau))
+        best = max(best, float((scene.needle.tip(depth, offset) - center) @ a))
+    return best
+
+
+def test_drawn_ranges_over_many_cases():
+    """Zoom, injection depth, funnel depth and optics cover their documented ranges."""
+    taus = np.linspace(0.0, 1.0, 400)
+    diameters, past, funnels, optics, cumulus, sperm = [], [], [], set(), [], []
+    for case_id in range(1, 31):
+        scene = synthetic.make_scene(SEED, case_id, 3, SMALL)
+        h = scene.image_size[0]
+        rest = scene.oocyte.outline(720)
+        diameters.append(2 * math.sqrt(_shoelace(rest) / math.pi) / h)
+        past.append(_tip_progress(scene, taus) >= 0.0)
+        funnels.append(max(k[2] for k in scene.motion.keys) / scene.radius)
+        optics.add(scene.look.optics)
+        cumulus.append(bool(scene.surroundings.cumulus))
+        sperm.append(scene.sperm is not None)
+    lo, hi = scene_lib.OOPLASM_DIAMETER_RANGE
+    assert all(lo - 0.02 <= d <= hi + 0.01 for d in diameters), diameters
+    assert min(diameters) < 0.6 and max(diameters) > 0.8  # the range is used
+    assert 0.2 <= np.mean(past) <= 0.8  # to or past the centre in some cases, not all
+    assert max(funnels) > 0.6 and min(funnels) < 0.3 and max(funnels) <= 0.86
+    assert optics == set(scene_lib.OPTICS)
+    assert any(cumulus) and not all(cumulus) and any(sperm)
+
+
+def test_indentation_deep_narrow_funnel_is_one_to_one():
+    """A funnel far deeper than wide moves the membrane by D and keeps the far side."""
+    cell = StarShape((200.0, 150.0), (100.0, 100.0))
+    a = np.array([-1.0, 0.0])  # needle from the right
+    table = surface_table(cell.outline(1440), np.array([399.0, 150.0]), a)
+    ind = Indentation(table, offset=0.0, depth=80.0, core=5.0, funnel=6.0, broad=60.0,
+                      broadness=0.0)  # fmt: skip
+    near, far, side = [300.0, 150.0], [100.0, 150.0], [200.0, 50.0]
+    moved = ind.forward(np.array([near, far, side]))
+    assert moved[0, 0] == pytest.approx(300.0 - 80.0, abs=3.6)  # within the band b
+    np.testing.assert_allclose(moved[1:], [far, side], atol=1e-9)
+    # Lateral: 30 px off the axis (4 funnel widths beyond the core) hardly moves.
+    assert abs(ind.forward(np.array([[295.5, 180.0]]))[0, 0] - 295.5) < 0.5
+    # forward and backward are inverse for rest points inside the cell.
+    rng = np.random.default_rng(0)
+    pts = cell.center + rng.uniform(-70, 70, size=(500, 2))
+    shown = ind.forward(pts)
+    qx, qy = ind.backward(shown[:, 0], shown[:, 1])
+    np.testing.assert_allclose(np.stack([qx, qy], 1), pts, atol=1e-6)
+    # Along the axis, shown order keeps rest order (no fold).
+    xs = np.linspace(120.0, 299.0, 400)
+    qx, _ = ind.backward(xs, np.full_like(xs, 150.0))
+    inside = xs < 300.0 - 80.0
+    assert np.all(np.diff(qx[inside]) > 0)
+
+
+def _pick_case(pred, frames: int, limit: int = 40):
+    for case_id in range(1, limit + 1):
+        scene = synthetic.make_scene(SEED, case_id, frames, SMALL)
+        if pred(scene, synthetic.annotated_taus(frames, 24)):
+            return case_id
+    raise AssertionError("no case matches")
+
+
+def _tip_inside_often(scene, taus) -> bool:
+    inside = 0
+    for tau in taus:
+        geo = frame_geometry(scene, float(tau))
+        if geo.tip is not None:
+            mask = _mask(geo.oocyte_outline, *SMALL)
+            x, y = np.round(geo.tip).astype(int)
+            inside += bool(mask[y, x])
+    return inside >= 2 and bool(scene.surroundings.cumulus)
+
+
+@pytest.fixture(scope="module")
+def rich(tmp_path_factory) -> tuple[Path, dict]:
+    """A 240x320 case with cumulus and the needle tip inside the ooplasm in >= 2 frames."""
+    frames = 8
+    case_id = _pick_case(_tip_inside_often, frames)
+    case_dir = tmp_path_factory.mktemp("rich")
+    gt = synthetic.generate_case(case_dir, case_id, frames, SEED, write_video=False,
+                                 image_size=SMALL)  # fmt: skip
+    return case_dir, gt
+
+
+def _label(case_dir: Path, frame: dict) -> np.ndarray:
+    doc = json.loads((case_dir / frame["file"].replace(".png", ".json")).read_text())
+    return labelme.rasterize_shapes(doc["shapes"], *SMALL)
+
+
+def test_needle_inside_the_ooplasm_is_labelled_needle(rich):
+    case_dir, gt = rich
+    checked = 0
+    for frame in gt["frames"]:
+        oocyte = _mask(frame["oocyte"]["outline"], *SMALL)
+        if frame["needle_tip"] is None:
+            continue
+        x, y = np.round(frame["needle_tip"]).astype(int)
+        if not oocyte[y, x]:
+            continue
+        needle = _mask(frame["needle_outline"], *SMALL)
+        inside = needle & oocyte
+        assert inside.sum() > 30  # the exact needle reaches into the ooplasm
+        label = _label(case_dir, frame)
+        assert (label[inside] == labels.NEEDLE).mean() > 0.9  # painted over the oocyte
+        # The rest of the ooplasm stays oocyte or sERC.
+        rest = oocyte & ~_mask(frame["needle_outline"], *SMALL)
+        assert np.isin(label[rest], [labels.OOCYTE, labels.SERC]).mean() > 0.97
+        checked += 1
+    assert checked >= 2
+
+
+def test_zona_pipette_cumulus_polar_body_are_background(rich):
+    case_dir, gt = rich
+    h, w = SMALL
+    zin, zout = np.asarray(gt["zona_inner"]), np.asarray(gt["zona_outer"])
+    center = zin.mean(axis=0)
+    ring = 0.5 * (zin + zout)  # middle of the zona, all around
+    needle_side = np.asarray([1.0, 0.0]) * (1 if gt["frames"][0]["needle_entry_side"] == "right"
+                                            else -1)  # fmt: skip
+    away = (ring - center) @ needle_side < 0.6 * np.linalg.norm(ring - center, axis=1)
+    hp = gt["holding_pipette"]
+    d = -np.asarray(hp["direction"])  # from the end face back along the pipette
+    n = np.array([-d[1], d[0]])
+    wall = 0.5 * (hp["radius"] + hp["lumen"])
+    glass = [np.asarray(hp["end"]) + d * k + n * sgn * wall for k in (4, 12, 30)
+             for sgn in (-1, 1)]  # fmt: skip
+    points = {
+        "zona": ring[away],
+        "pipette": np.asarray(glass),
+        "cumulus": np.asarray([c[:2] for c in gt["cumulus"]]).reshape(-1, 2),
+        "polar body": np.asarray([gt["polar_body"]["center"]]),
+    }
+    assert len(points["cumulus"]) > 0
+    for frame in gt["frames"]:
+        if frame["indented_surface"] == "zona":
+            continue
+        label = _label(case_dir, frame)
+        for name, pts in points.items():
+            xy = np.round(pts).astype(int)
+            ok = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
+            values = label[xy[ok, 1], xy[ok, 0]]
+            assert np.all(values == labels.BACKGROUND), (name, frame["frame"], values)
+
+
+def test_vary_size_draws_stored_frame_sizes(tmp_path: Path):
+    seed = next(s for s in range(50) if synthetic.frame_size(s, 1) != (480, 640))
+    size = synthetic.frame_size(seed, 1)
+    assert size in synthetic.FRAME_SIZES and synthetic.frame_size(seed, 1) == size
+    (case_dir,) = synthetic.generate_dataset(
+        tmp_path, num_cases=1, frames_per_case=1, seed=seed, write_video=False, vary_size=True
+    )
+    with Image.open(case_dir / "frame_0000.png") as img:
+        assert img.size == (size[1], size[0])
+    doc = json.loads((case_dir / "frame_0000.json").read_text())
+    assert (doc["imageHeight"], doc["imageWidth"]) == size
+    for shape in doc["shapes"]:
+        pts = np.asarray(shape["points"])
+        assert pts[:, 0].max() <= size[1] - 1 and pts[:, 1].max() <= size[0] - 1
+
+
+def test_example_grid_shows_one_tile_per_case():
+    grid = synthetic.example_grid(SEED, case_ids=(1, 2, 3), columns=2, tile=(60, 80))
+    assert grid.shape == (2 * 64, 2 * 84, 3) and grid.dtype == np.uint8
+    tiles = [grid[2:62, 2:82], grid[2:62, 86:166], grid[66:126, 2:82]]
+    assert all(t.std() > 3 for t in tiles)  # frames, not blank
+    assert np.all(grid[66:126, 86:166] == 255)  # the fourth place is empty

@@ -4,8 +4,11 @@ Usage:
   python tools/make_synthetic_data.py --output_dir data/synthetic
   python tools/make_synthetic_data.py --output_dir /tmp/tiny --num_cases 2 --frames_per_case 3
   python tools/make_synthetic_data.py --output_dir data/synthetic --examples_dir docs
+  python tools/make_synthetic_data.py --output_dir data/pretrain --num_cases 200 --vary_size
 
 Default: 11 cases with the paper's Table 1 frame counts, 480x640, 24 fps WMV videos.
+More cases draw from the same ranges (listed in sercseg_tf/synthetic/scene.py); with
+--vary_size each case also draws its stored frame size (4:3, square, 16:9, 3:2, PAL).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 
 from absl import app, flags, logging
 
@@ -29,11 +33,17 @@ flags.DEFINE_bool("write_video", True, "Also write caseNN/video.wmv.")
 flags.DEFINE_integer("fps", 24, "Video frame rate.")
 flags.DEFINE_integer("height", 480, "Frame height.")
 flags.DEFINE_integer("width", 640, "Frame width.")
+flags.DEFINE_bool(
+    "vary_size", False, "Each case draws its stored frame size (ignores --height/--width)."
+)
 flags.DEFINE_integer(
     "num_workers", min(2, os.cpu_count() or 1), "Cases generated in parallel (same output)."
 )
 flags.DEFINE_string(
-    "examples_dir", None, "If set, also write example_caseNN.png (frame | overlay) there."
+    "examples_dir",
+    None,
+    "If set, also write example_caseNN.png (frame | overlay) and synthetic_grid.png (one "
+    "frame from each of 12 cases, the README's range) there.",
 )
 flags.DEFINE_list("example_cases", ["1", "3", "5", "7"], "Cases drawn as examples.")
 flags.mark_flag_as_required("output_dir")
@@ -64,6 +74,7 @@ def main(argv: list[str]) -> int:
             image_size=(FLAGS.height, FLAGS.width),
             fps=FLAGS.fps,
             workers=FLAGS.num_workers,
+            vary_size=FLAGS.vary_size,
         )
     except (OSError, ValueError) as err:
         print(f"make_synthetic_data: {FLAGS.output_dir}: {err}", file=sys.stderr)
@@ -75,6 +86,8 @@ def main(argv: list[str]) -> int:
         cases = [int(c) for c in FLAGS.example_cases if int(c) <= FLAGS.num_cases]
         for path in synthetic.save_examples(FLAGS.output_dir, FLAGS.examples_dir, cases):
             logging.info("example: %s", path)
+        grid = Path(FLAGS.examples_dir) / synthetic.GRID_NAME
+        logging.info("grid: %s", synthetic.save_grid(grid, FLAGS.seed, vary_size=FLAGS.vary_size))
     return 0
 
 

@@ -7,12 +7,23 @@ label, padding at the bottom/right up to the crop size (image with 0 = the Image
 mean after preprocessing, label with the ignore label), a random crop and a random
 horizontal flip applied to image and label together.
 
+Beyond deeplab2 (all off unless configured): photometric randomisation of the raw
+frame (`Photometric`: brightness, contrast, gamma, hue, saturation, grey-scale, Gaussian
+blur, noise, JPEG compression) and a random aspect-ratio change before the random scale,
+so a model trained on one camera's look also meets other clinics' footage. Photometric
+ops never touch the label; the aspect change resizes image and label together.
+
 Every random draw takes an explicit ``seed`` (int32/int64 tensor of shape [2]) and
 uses ``tf.random.stateless_*`` ops, so the same seed gives the same result wherever
-and in whatever order it runs (tf.data parallel map included).
+and in whatever order it runs (tf.data parallel map included). The new ops draw from
+``stateless_fold_in(seed, 1)`` (photometric) and ``(seed, 2)`` (aspect), so the
+deeplab2 draws are unchanged when they are off.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import math
 
 import tensorflow as tf
 
@@ -92,6 +103,133 @@ def random_flip(
     return image, label
 
 
+@dataclasses.dataclass(frozen=True)
+class Photometric:
+    """Ranges of the photometric randomisation (0 = that op off).
+
+    Attributes:
+      brightness: add delta ~ U(-b, b) (fraction of full scale).
+      contrast: scale the deviation from the mean by U(1 - c, 1 + c).
+      gamma: x ** g with log g ~ U(-log(1 + gamma), log(1 + gamma)).
+      hue: rotate hue by U(-h, h) (fraction of the circle, <= 0.5).
+      saturation: scale saturation by U(1 - s, 1 + s).
+      grayscale_prob: probability of replacing RGB by its luma in all three channels.
+      blur_prob: probability of a Gaussian blur with sigma ~ U(0.2, blur_max_sigma) px.
+      blur_max_sigma: largest blur sigma, px.
+      noise_max_std: add N(0, std^2) noise, std ~ U(0, noise_max_std) grey levels (0-255).
+      jpeg_prob: probability of JPEG compression at quality ~ U{jpeg_min_quality..100}.
+      jpeg_min_quality: lowest JPEG quality.
+    """
+
+    brightness: float = 0.0
+    contrast: float = 0.0
+    gamma: float = 0.0
+    hue: float = 0.0
+    saturation: float = 0.0
+    grayscale_prob: float = 0.0
+    blur_prob: float = 0.0
+    blur_max_sigma: float = 1.5
+    noise_max_std: float = 0.0
+    jpeg_prob: float = 0.0
+    jpeg_min_quality: int = 30
+
+    @property
+    def active(self) -> bool:
+        """Whether any op is on."""
+        return any(
+            v > 0
+            for v in (self.brightness, self.contrast, self.gamma, self.hue, self.saturation,
+                      self.grayscale_prob, self.blur_prob, self.noise_max_std, self.jpeg_prob)
+        )  # fmt: skip
+
+
+def gaussian_blur(image: tf.Tensor, sigma: tf.Tensor, max_sigma: float) -> tf.Tensor:
+    """Separable Gaussian blur of ``[H, W, C]`` with a traced sigma (reflect padding).
+
+    The kernel has the fixed size 2 ceil(3 max_sigma) + 1 and weights
+    exp(-k^2 / (2 sigma^2)), normalised to sum 1.
+    """
+    radius = max(1, int(math.ceil(3.0 * max_sigma)))
+    k = tf.range(-radius, radius + 1, dtype=tf.float32)
+    weights = tf.exp(-tf.square(k) / (2.0 * tf.square(tf.cast(sigma, tf.float32))))
+    weights = weights / tf.reduce_sum(weights)
+    channels = tf.shape(image)[-1]
+    x = tf.pad(image[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]], "REFLECT")
+    column = tf.tile(tf.reshape(weights, [-1, 1, 1, 1]), [1, 1, channels, 1])
+    row = tf.tile(tf.reshape(weights, [1, -1, 1, 1]), [1, 1, channels, 1])
+    x = tf.nn.depthwise_conv2d(x, column, [1, 1, 1, 1], "VALID")
+    x = tf.nn.depthwise_conv2d(x, row, [1, 1, 1, 1], "VALID")
+    return x[0]
+
+
+def _maybe(seed: tf.Tensor, probability: float, fn, x: tf.Tensor) -> tf.Tensor:
+    """Applies ``fn`` with the given probability (drawn from ``seed``)."""
+    if probability <= 0:
+        return x
+    take = tf.random.stateless_uniform([], seed) < probability
+    return tf.cond(take, lambda: fn(x), lambda: x)
+
+
+def photometric(image: tf.Tensor, seed: tf.Tensor, params: Photometric) -> tf.Tensor:
+    """Randomises the look of a float RGB image in [0, 255] (the label is not involved).
+
+    Order: brightness, contrast, gamma, hue, saturation, grey-scale, blur, noise, JPEG;
+    values are clipped to [0, 1] (on the 0-1 scale) after each op. Identity when
+    ``params`` has every op off.
+    """
+    if not params.active:
+        return image
+    seeds = tf.random.experimental.stateless_split(seed, 12)
+    x = tf.clip_by_value(image / 255.0, 0.0, 1.0)
+    if params.brightness > 0:
+        x = tf.image.stateless_random_brightness(x, params.brightness, seeds[0])
+    if params.contrast > 0:
+        lo, hi = 1.0 - params.contrast, 1.0 + params.contrast
+        x = tf.image.stateless_random_contrast(x, lo, hi, seeds[1])
+    x = tf.clip_by_value(x, 0.0, 1.0)
+    if params.gamma > 0:
+        log_g = math.log(1.0 + params.gamma)
+        g = tf.exp(tf.random.stateless_uniform([], seeds[2], -log_g, log_g))
+        x = tf.image.adjust_gamma(x, gamma=g)
+    if params.hue > 0:
+        x = tf.image.stateless_random_hue(x, params.hue, seeds[3])
+    if params.saturation > 0:
+        lo, hi = 1.0 - params.saturation, 1.0 + params.saturation
+        x = tf.image.stateless_random_saturation(x, lo, hi, seeds[4])
+    x = _maybe(seeds[5], params.grayscale_prob,
+               lambda t: tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(t)), x)  # fmt: skip
+    if params.blur_prob > 0:
+        sigma = tf.random.stateless_uniform([], seeds[6], 0.2, params.blur_max_sigma)
+        x = _maybe(seeds[7], params.blur_prob,
+                   lambda t: gaussian_blur(t, sigma, params.blur_max_sigma), x)  # fmt: skip
+    if params.noise_max_std > 0:
+        std = tf.random.stateless_uniform([], seeds[8], 0.0, params.noise_max_std / 255.0)
+        x = x + std * tf.random.stateless_normal(tf.shape(x), seeds[9])
+    x = tf.clip_by_value(x, 0.0, 1.0)
+    x = _maybe(seeds[10], params.jpeg_prob,
+               lambda t: tf.image.stateless_random_jpeg_quality(
+                   t, params.jpeg_min_quality, 100, seeds[11]), x)  # fmt: skip
+    return tf.clip_by_value(x, 0.0, 1.0) * 255.0
+
+
+def random_aspect(
+    image: tf.Tensor, label: tf.Tensor, seed: tf.Tensor, max_change: float
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Stretches image and label to a random aspect ratio (resized footage).
+
+    The width/height factor f is log-uniform in [1 / (1 + max_change), 1 + max_change];
+    the new size is ``[H / sqrt(f), W sqrt(f)]`` (area kept), the image resized bilinearly
+    and the label by nearest neighbour. Identity for ``max_change == 0``.
+    """
+    if max_change <= 0:
+        return image, label
+    log_f = math.log(1.0 + max_change)
+    half = 0.5 * tf.random.stateless_uniform([], seed, -log_f, log_f)
+    hw = tf.cast(tf.shape(image)[:2], tf.float32)
+    size = tf.maximum(tf.cast(tf.round(hw * tf.stack([tf.exp(-half), tf.exp(half)])), tf.int32), 1)
+    return resize_image_and_label(image, label, size)
+
+
 def augment(
     image: tf.Tensor,
     label: tf.Tensor,
@@ -103,8 +241,10 @@ def augment(
     scale_step: float,
     flip: bool,
     normalize=None,
+    photometric_params: Photometric | None = None,
+    aspect_ratio: float = 0.0,
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Random scale -> normalise -> pad -> random crop -> random flip.
+    """[Photometric -> aspect ->] random scale -> normalise -> pad -> random crop -> flip.
 
     Args:
       image: float32 RGB ``[H, W, 3]`` in [0, 255].
@@ -117,12 +257,21 @@ def augment(
       flip: whether to apply the random horizontal flip.
       normalize: function applied to the scaled image before padding (so padding
         with 0 is padding with the mean colour); identity when None.
+      photometric_params: `Photometric` ranges applied to the unscaled image; None = off.
+      aspect_ratio: `random_aspect`'s max_change; 0 = off.
 
     Returns:
       ``(image float32 [crop_h, crop_w, 3], label uint8 [crop_h, crop_w, 1])``.
     """
     crop_h, crop_w = (int(v) for v in crop_size)
     seeds = tf.random.experimental.stateless_split(seed, 3)
+    if photometric_params is not None and photometric_params.active:
+        image = photometric(image, tf.random.experimental.stateless_fold_in(seed, 1),
+                            photometric_params)  # fmt: skip
+    if aspect_ratio > 0:
+        image, label = random_aspect(
+            image, label, tf.random.experimental.stateless_fold_in(seed, 2), aspect_ratio
+        )
     scale = random_scale(seeds[0], min_scale, max_scale, scale_step)
     if not (min_scale == max_scale == 1.0):
         image, label = resize_image_and_label(

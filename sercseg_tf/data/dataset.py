@@ -6,8 +6,9 @@ trains on every case and evaluates on none.
 
 Training stream (deeplab2 style, see `sercseg_tf.data.augment`): records interleaved
 across shards -> seeded shuffle -> repeat -> numbered -> decode -> resize by
-``image_scale`` -> random scale -> ``preprocess_images`` -> pad (image 0, label 255)
--> random crop -> random flip -> batch (drop remainder) -> prefetch. The random draws
+``image_scale`` -> [photometric randomisation -> random aspect ratio, when configured]
+-> random scale -> ``preprocess_images`` -> pad (image 0, label 255) -> random crop ->
+random flip -> batch (drop remainder) -> prefetch. The random draws
 of example ``i`` use the stateless seed ``(seed, i)``, and the shuffle uses ``seed``,
 so the same seed gives identical batches whatever the parallelism.
 
@@ -18,6 +19,7 @@ are padded (image 0, label 255) only if frames of different sizes meet in a batc
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -114,6 +116,8 @@ def build_dataset(
     seed: int = 0,
     shuffle_buffer: int = 256,
     repeat: int | None = None,
+    photometric: augment_lib.Photometric | None = None,
+    aspect_ratio: float = 0.0,
 ) -> tf.data.Dataset:
     """Builds the training or evaluation stream from TFRecord shards.
 
@@ -130,6 +134,8 @@ def build_dataset(
       seed: seeds the shuffle and all random augmentation.
       shuffle_buffer: shuffle buffer size in records.
       repeat: number of passes; None = forever when training, once when evaluating.
+      photometric: photometric randomisation (training); None = off.
+      aspect_ratio: random aspect-ratio change (training), see `augment.random_aspect`.
 
     Returns:
       Dataset of dicts: ``image`` float32 ``[B, h, w, 3]`` preprocessed by
@@ -186,6 +192,8 @@ def build_dataset(
             scale_step=scale_step,
             flip=flip,
             normalize=_normalize,
+            photometric_params=photometric,
+            aspect_ratio=aspect_ratio,
         )
         return _output(sample, image, label)
 
@@ -207,6 +215,14 @@ def _crop_size(config: Any) -> tuple[int, int]:
     return int(crop[0]), int(crop[1])
 
 
+def photometric_from_config(config: Any) -> augment_lib.Photometric:
+    """The `augment.Photometric` ranges of a config's ``aug_*`` keys (absent keys: off)."""
+    fields = dataclasses.fields(augment_lib.Photometric)
+    return augment_lib.Photometric(
+        **{f.name: type(f.default)(_get(config, f"aug_{f.name}", f.default)) for f in fields}
+    )
+
+
 def build_fold_datasets(
     tfrecord_dir: str | os.PathLike, fold: int, config: Any
 ) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
@@ -218,8 +234,9 @@ def build_fold_datasets(
       config: object or mapping (e.g. `sercseg_tf.config.ExperimentConfig`); reads
         ``batch_size``, ``eval_batch_size`` (default 1), ``crop_size`` (or
         ``crop_height`` and ``crop_width``), ``image_scale``, ``min_scale``, ``max_scale``,
-        ``scale_step``, ``flip``, ``seed`` and ``shuffle_buffer`` (defaults as in
-        `build_dataset`).
+        ``scale_step``, ``flip``, ``seed``, ``shuffle_buffer`` (defaults as in
+        `build_dataset`) and the ``aug_*`` keys (`photometric_from_config`,
+        ``aug_aspect_ratio``; absent = off).
 
     Returns:
       ``(train_ds, eval_ds)``: augmented infinite stream over the other cases, and
@@ -241,6 +258,8 @@ def build_fold_datasets(
         flip=bool(_get(config, "flip", True)),
         seed=int(_get(config, "seed", 0)),
         shuffle_buffer=int(_get(config, "shuffle_buffer", 256)),
+        photometric=photometric_from_config(config),
+        aspect_ratio=float(_get(config, "aug_aspect_ratio", 0.0)),
     )
     if held_out is None:  # fold 0: every case trains, nothing to evaluate
         return train_ds, None

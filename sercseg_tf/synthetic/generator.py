@@ -3,14 +3,18 @@
 The project's embedded default data (clinical videos are private). Each case is
 drawn from ``np.random.default_rng([seed, case, stream])`` so cases are independent and
 the same seed gives byte-identical PNG and JSON files (and WMV with OpenCV 5.0's
-bundled FFmpeg, which writes no timestamps into the file). Layout per case::
+bundled FFmpeg, which writes no timestamps into the file). What a case draws (zoom,
+injection, optics, surroundings) and the label rules are listed in `scene`. Layout per
+case::
 
     DIR/caseNN/video.wmv          480x640, 24 fps, N seconds (N = frames of the case)
     DIR/caseNN/frame_NNNN.png     video frame at t = NNNN seconds (index NNNN * fps)
     DIR/caseNN/frame_NNNN.json    LabelMe 5.x polygons drawn "by a person"
-    DIR/caseNN/ground_truth.json  exact per-frame geometry (`ground_truth_frame`)
+    DIR/caseNN/ground_truth.json  exact geometry (`case_ground_truth`, `ground_truth_frame`)
 
-Annotated frames are exactly the video frames at whole seconds (before encoding).
+Annotated frames are exactly the video frames at whole seconds (before encoding). Every
+case is 480x640 (the paper's videos) unless ``vary_size`` is set: then each case draws
+its stored size from `FRAME_SIZES` (clinics record and resize footage differently).
 """
 
 from __future__ import annotations
@@ -30,7 +34,12 @@ from absl import logging
 
 from sercseg_tf import atomic_io, labels, paper_values
 from sercseg_tf.data import video
-from sercseg_tf.synthetic.geometry import human_polygon, polygon_area, polygon_circularity
+from sercseg_tf.synthetic.geometry import (
+    clip_polygon_to_rect,
+    human_polygon,
+    polygon_area,
+    polygon_circularity,
+)
 from sercseg_tf.synthetic.render import CaseRenderer
 from sercseg_tf.synthetic.scene import (
     CaseScene,
@@ -43,8 +52,14 @@ from sercseg_tf.synthetic.scene import (
 LABELME_VERSION = "5.4.1"
 VIDEO_NAME = "video.wmv"
 GROUND_TRUTH_NAME = "ground_truth.json"
-_STREAM_SCENE, _STREAM_RENDER, _STREAM_ANNOTATE = 0, 1, 2
+_STREAM_SCENE, _STREAM_RENDER, _STREAM_ANNOTATE, _STREAM_SIZE = 0, 1, 2, 3
 _MAX_REDRAWS = 50
+# Stored (height, width) drawn per case with vary_size: 4:3, square crops, 16:9, 3:2, PAL.
+FRAME_SIZES = (
+    (480, 640), (384, 384), (512, 512), (360, 640), (432, 768), (576, 720), (600, 800),
+    (480, 720),
+)  # fmt: skip
+_FRAME_SIZE_P = (0.3,) + (0.1,) * 7
 
 
 def frame_name(index: int) -> str:
@@ -55,6 +70,12 @@ def frame_name(index: int) -> str:
 def case_rng(seed: int, case_id: int, stream: int) -> np.random.Generator:
     """Returns the generator of one random stream of one case, independent of others."""
     return np.random.default_rng([int(seed), int(case_id), int(stream)])
+
+
+def frame_size(seed: int, case_id: int) -> tuple[int, int]:
+    """The stored frame size a case draws with ``vary_size`` (own stream, from `FRAME_SIZES`)."""
+    rng = case_rng(seed, case_id, _STREAM_SIZE)
+    return FRAME_SIZES[int(rng.choice(len(FRAME_SIZES), p=_FRAME_SIZE_P))]
 
 
 def make_scene(
@@ -90,7 +111,8 @@ def ground_truth_frame(scene: CaseScene, geo: FrameGeometry, index: int, fps: in
     Keys: `frame`, `file`, `time_s`, `video_frame` (index in the video), `needle_tip`
     ([x, y] or null), `needle_entry_side`, `needle_outline` (exact needle polygon clipped
     to the image, or null), `needle_indentation_px` (depth D of the dent the needle pushes
-    into the oocyte, 0 when not pushing), `oocyte` {center, outline, area}, `serc` (list of
+    into the zona or oolemma, 0 when none), `indented_surface` ("zona", "oolemma" or
+    null), `oocyte` {center, outline (exact, may leave the frame), area}, `serc` (list of
     {center, semi_axes, angle_deg, outline, area, circularity}) and `serc_area_ratio`.
     Coordinates are pixels, x right, y down.
     """
@@ -120,6 +142,7 @@ def ground_truth_frame(scene: CaseScene, geo: FrameGeometry, index: int, fps: in
         if geo.needle_polygon is None
         else _round_points(geo.needle_polygon, 3),
         "needle_indentation_px": round(float(geo.deformation.depth), 3),
+        "indented_surface": _surface_name(scene, geo),
         "oocyte": {
             "center": _round_points(geo.oocyte_center[None], 3)[0],
             "outline": _round_points(geo.oocyte_outline, 3),
@@ -127,6 +150,42 @@ def ground_truth_frame(scene: CaseScene, geo: FrameGeometry, index: int, fps: in
         },
         "serc": sercs,
         "serc_area_ratio": round(geo.serc_area_ratio, 6),
+    }
+
+
+def _surface_name(scene: CaseScene, geo: FrameGeometry) -> str | None:
+    if not geo.deformation.active:
+        return None
+    return "zona" if geo.deformation.table is scene.zona_table else "oolemma"
+
+
+def case_ground_truth(scene: CaseScene) -> dict:
+    """Returns the case-level, unlabelled geometry of ground_truth.json (rest frame).
+
+    Keys: `optics`, `zona_inner` and `zona_outer` (outlines), `polar_body` {center,
+    semi_axes}, `holding_pipette` {end, direction, radius, lumen}, `cumulus` ([x, y,
+    radius] per cell), `second_oocyte` (ooplasm outline or null), `dish_edge` ([cx, cy,
+    radius] of the drop, or null). All of it is background in the labels.
+    """
+    sur = scene.surroundings
+    second = sur.second_oocyte
+    return {
+        "optics": scene.look.optics,
+        "zona_inner": _round_points(scene.zona_inner.outline(180), 2),
+        "zona_outer": _round_points(scene.zona_outer.outline(180), 2),
+        "polar_body": {
+            "center": _round_points(np.asarray([scene.polar_body.center]), 3)[0],
+            "semi_axes": [round(float(v), 3) for v in scene.polar_body.semi_axes],
+        },
+        "holding_pipette": {
+            "end": _round_points(np.asarray([scene.holding_end]), 3)[0],
+            "direction": [round(-float(v), 6) for v in scene.needle.direction],
+            "radius": round(scene.holding_radius, 3),
+            "lumen": round(scene.holding_lumen, 3),
+        },
+        "cumulus": [[round(x, 2), round(y, 2), round(r, 2)] for x, y, r, _ in sur.cumulus],
+        "second_oocyte": None if second is None else _round_points(second[0].outline(180), 2),
+        "dish_edge": None if sur.dish_edge is None else [round(v, 2) for v in sur.dish_edge[:3]],
     }
 
 
@@ -176,12 +235,19 @@ def _needle_human_polygon(
 
 
 def labelme_shapes(scene: CaseScene, geo: FrameGeometry, rng: np.random.Generator) -> list[dict]:
-    """Returns the LabelMe shapes a person would draw for this frame."""
+    """Returns the LabelMe shapes a person would draw for this frame.
+
+    The oocyte polygon follows the (deformed) oolemma, clipped to the frame where the cell
+    leaves it; one polygon per sERC; the needle polygon runs from the visible tip to the
+    entry border, over the ooplasm where the needle is inside it.
+    """
     name_oocyte, name_serc, name_needle = scene.label_names
     groups: list[list[dict]] = [[], [], []]
     perim = np.sum(np.linalg.norm(np.diff(geo.oocyte_outline, axis=0), axis=1))
-    n_oo = int(np.clip(perim / rng.uniform(14, 22), 28, 60))
+    n_oo = int(np.clip(perim / rng.uniform(14, 22), 28, 90))
     oocyte = human_polygon(geo.oocyte_outline, n_oo, 0.7, rng.uniform(-0.4, 0.4), rng)
+    h, w = scene.image_size
+    oocyte = clip_polygon_to_rect(oocyte, 0.0, 0.0, w - 1.0, h - 1.0)  # drawn along the border
     groups[0].append(_shape(name_oocyte, oocyte))
     for outline in geo.serc_outlines:
         perim = float(np.sum(np.linalg.norm(np.diff(outline, axis=0), axis=1)))
@@ -275,6 +341,7 @@ def generate_case(
         "seed": seed,
         "image_size": [int(image_size[0]), int(image_size[1])],
         "fps": fps,
+        **case_ground_truth(scene),
         "frames": frames_gt,
     }
     write_json(case_dir / GROUND_TRUTH_NAME, gt, indent=None)
@@ -290,6 +357,7 @@ def generate_dataset(
     image_size: tuple[int, int] = (480, 640),
     fps: int = 24,
     workers: int = 1,
+    vary_size: bool = False,
 ) -> list[Path]:
     """Generates `num_cases` synthetic ICSI cases under `output_dir`.
 
@@ -304,9 +372,10 @@ def generate_dataset(
         applies to every case; a sequence gives one count per case.
       seed: dataset seed; case c uses default_rng([seed, c, stream]).
       write_video: also write caseNN/video.wmv (24 fps x N seconds).
-      image_size: (height, width).
+      image_size: (height, width) of every case.
       fps: video frame rate.
       workers: cases generated in parallel processes (output identical for any value).
+      vary_size: each case draws its own stored size from `FRAME_SIZES` instead.
 
     Returns:
       The case folders, in case order.
@@ -323,7 +392,8 @@ def generate_dataset(
             n = int(frames_per_case[case_id - 1])
         if n < 1:
             raise ValueError(f"frames_per_case must be >= 1, got {n} for case {case_id}")
-        tasks.append((str(root), case_id, n, seed, write_video, tuple(image_size), fps))
+        size = frame_size(seed, case_id) if vary_size else tuple(image_size)
+        tasks.append((str(root), case_id, n, seed, write_video, size, fps))
     paths = []
 
     def report(path: Path, elapsed: float, n: int) -> None:
@@ -432,3 +502,65 @@ def _example_frame(frames: list[dict], i: int) -> dict:
             key=lambda f: math.dist(f["needle_tip"] or [0, 0], f["oocyte"]["center"]),
         )
     return with_needle[0]
+
+
+GRID_NAME = "synthetic_grid.png"
+
+
+def _grid_moment(scene: CaseScene, taus: np.ndarray, i: int) -> int:
+    """Index of the annotated frame shown for the i-th grid case (a different moment each)."""
+    geos = [frame_geometry(scene, float(t)) for t in taus]
+    with_tip = [k for k, g in enumerate(geos) if g.tip is not None] or list(range(len(geos)))
+    center = np.asarray(scene.oocyte.center)
+    if i % 3 == 0:  # deepest funnel
+        return max(with_tip, key=lambda k: geos[k].deformation.depth)
+    if i % 3 == 1:  # tip deepest towards the centre
+        return min(with_tip, key=lambda k: float(np.linalg.norm(geos[k].tip - center)))
+    return with_tip[len(with_tip) // 2]
+
+
+def example_grid(
+    seed: int = 0,
+    case_ids: Sequence[int] = tuple(range(1, 13)),
+    columns: int = 4,
+    tile: tuple[int, int] = (168, 224),
+    vary_size: bool = False,
+) -> np.ndarray:
+    """Returns a grid (RGB uint8) of one annotated frame from each of `case_ids`.
+
+    Each case is drawn exactly as `generate_dataset` draws it (Table 1 frame counts, same
+    seed), and the tile is that case's PNG, scaled into a `tile` (height, width) box
+    (letterboxed when its aspect differs). Moments alternate: deepest funnel, tip nearest
+    the centre, mid-injection.
+    """
+    import cv2
+
+    th, tw = tile
+    tiles = []
+    for i, case_id in enumerate(case_ids):
+        n = paper_values.FRAMES_PER_CASE[(case_id - 1) % len(paper_values.FRAMES_PER_CASE)]
+        size = frame_size(seed, case_id) if vary_size else (480, 640)
+        scene = make_scene(seed, case_id, n, size)
+        taus = annotated_taus(n, 24)
+        k = _grid_moment(scene, taus, i)
+        renderer = CaseRenderer(scene, case_rng(seed, case_id, _STREAM_RENDER), n * 24)
+        rgb = renderer.render(frame_geometry(scene, float(taus[k])), k * 24)
+        f = min(th / rgb.shape[0], tw / rgb.shape[1])
+        small = cv2.resize(rgb, (round(rgb.shape[1] * f), round(rgb.shape[0] * f)),
+                           interpolation=cv2.INTER_AREA)  # fmt: skip
+        box = np.full((th, tw, 3), 255, np.uint8)
+        y0, x0 = (th - small.shape[0]) // 2, (tw - small.shape[1]) // 2
+        box[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = small
+        tiles.append(np.pad(box, ((2, 2), (2, 2), (0, 0)), constant_values=255))
+    while len(tiles) % columns:
+        tiles.append(np.full_like(tiles[0], 255))
+    rows = [np.concatenate(tiles[r : r + columns], axis=1) for r in range(0, len(tiles), columns)]
+    return np.concatenate(rows, axis=0)
+
+
+def save_grid(path: os.PathLike | str, seed: int = 0, **kwargs) -> Path:
+    """Writes `example_grid` as a PNG (the README's range of synthetic cases)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    video.write_png(out, example_grid(seed, **kwargs))
+    return out

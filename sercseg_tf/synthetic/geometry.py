@@ -2,8 +2,8 @@
 
 Everything here is pure NumPy and works in image pixel coordinates (x right, y down,
 integer coordinates at pixel centres, the convention Pillow's polygon fill and LabelMe
-use). The renderer (`synthetic_render`) draws these shapes; the writer
-(`synthetic`) stores them as ground truth and as human-like LabelMe polygons.
+use). The renderer (`render`) draws these shapes; the writer (`generator`) stores them
+as ground truth and as human-like LabelMe polygons.
 """
 
 from __future__ import annotations
@@ -189,62 +189,187 @@ def _intersect(p, q, axis, bound):
 
 
 @dataclasses.dataclass(frozen=True)
-class Deformation:
-    """Indentation of the oocyte by the needle, as a smooth displacement field.
+class SurfaceTable:
+    """Where each line parallel to the needle axis first enters a closed shape (rest frame).
 
-    A material point that rests at q is shown at x with x = q + delta(x), where
-    delta(x) = D a exp(-p^2 / (2 sigma^2)) exp(-s^2 / (2 lam^2)), s = (x - tip) . a and
-    p = (x - tip) . n. The rendered frame samples the rest image at q = x - delta(x)
-    (backward map); outlines are moved by solving x = q + delta(x) by fixed-point
-    iteration, which converges because |grad delta| < 1 (D / lam and D / sigma bounded).
+    Needle-frame coordinates about the entry point E: s = (x - E) . a along the axis and
+    p = (x - E) . n across it. ``entry[j]`` and ``exit[j]`` are the smallest and largest s
+    of the shape on the line p = p0 + j * step (huge where the line misses the shape); `at`
+    interpolates them.
     """
 
-    tip: tuple[float, float]
+    origin: tuple[float, float]
     direction: tuple[float, float]
-    depth: float  # D, pixels
-    sigma: float
-    lam: float
+    p0: float
+    step: float
+    entry: np.ndarray
+    exit: np.ndarray
+    center_p: float  # lateral middle of the shape
+    half_extent: float  # half its lateral width
 
-    def displacement(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Returns delta(x) components (dx, dy) on arrays of coordinates."""
+    def coords(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Returns (p, s) of image points."""
         ax, ay = self.direction
-        rx = x - self.tip[0]
-        ry = y - self.tip[1]
-        s = rx * ax + ry * ay
-        p = -rx * ay + ry * ax
-        mag = self.depth * np.exp(-(p * p) / (2 * self.sigma**2) - (s * s) / (2 * self.lam**2))
-        return mag * ax, mag * ay
+        rx = x - self.origin[0]
+        ry = y - self.origin[1]
+        return ry * ax - rx * ay, rx * ax + ry * ay
 
-    def forward(self, points: np.ndarray, iterations: int = 60) -> np.ndarray:
-        """Moves rest-frame points q to where they are shown: solves x = q + delta(x)."""
-        if self.depth <= 0:
+    def at(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(entry, exit) s on the lines through p (linear interpolation; huge where missed)."""
+        grid = self.p0 + self.step * np.arange(len(self.entry))
+        return (np.interp(p, grid, self.entry, left=_MISS, right=_MISS),
+                np.interp(p, grid, self.exit, left=_MISS, right=_MISS))  # fmt: skip
+
+
+_MISS = 1e7
+
+
+def surface_table(
+    outline: np.ndarray, origin: np.ndarray, direction: np.ndarray, step: float = 0.5
+) -> SurfaceTable:
+    """Builds the `SurfaceTable` of a closed outline (any shape, first crossing wins)."""
+    ax, ay = float(direction[0]), float(direction[1])
+    rel = outline - np.asarray(origin, dtype=np.float64)
+    p = rel[:, 1] * ax - rel[:, 0] * ay
+    s = rel[:, 0] * ax + rel[:, 1] * ay
+    p0 = math.floor(p.min()) - 1.0
+    n = int(math.ceil((p.max() + 1.0 - p0) / step)) + 1
+    entry = np.full(n, _MISS)
+    exit_ = np.full(n, -_MISS)
+    p1, s1 = np.roll(p, -1), np.roll(s, -1)
+    for pa, sa, pb, sb in zip(p, s, p1, s1, strict=True):
+        j0 = int(math.ceil((min(pa, pb) - p0) / step))
+        j1 = int(math.floor((max(pa, pb) - p0) / step))
+        if j1 < j0 or pa == pb:
+            continue
+        pj = p0 + step * np.arange(j0, j1 + 1)
+        sj = sa + (pj - pa) / (pb - pa) * (sb - sa)
+        entry[j0 : j1 + 1] = np.minimum(entry[j0 : j1 + 1], sj)
+        exit_[j0 : j1 + 1] = np.maximum(exit_[j0 : j1 + 1], sj)
+    exit_[entry >= _MISS] = _MISS
+    return SurfaceTable(
+        origin=(float(origin[0]), float(origin[1])),
+        direction=(ax, ay),
+        p0=float(p0),
+        step=float(step),
+        entry=entry,
+        exit=exit_,
+        center_p=float(0.5 * (p.min() + p.max())),
+        half_extent=float(0.5 * (p.max() - p.min())),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Indentation:
+    """The needle pushing a membrane (oolemma or zona) in along its axis a.
+
+    Every point moves along a only, so the lateral coordinate p is kept and the map is
+    one-dimensional per line. On the line p the membrane spans s0(p)..s1(p)
+    (`SurfaceTable`); material from s_d = s0 - b on is pushed in by A(p) = D T(p)
+    P(p - p_n), where p_n is the needle axis, P(d) = (1 - beta) exp(-(|d| - w_c)_+^2 /
+    (2 sigma_f^2)) + beta exp(-d^2 / (2 sigma_b^2)) a funnel around the needle (flat bottom
+    of half-width w_c, walls of width sigma_f) mixed with a broad dent (kidney shapes), and
+    T(p) fades A out towards the shape's lateral edge. The far side s1 stays where it is
+    (held by the pipette): rest material at q_s = s_d + t, 0 <= t <= L + A with
+    L = s1 - s_d - A, is shown at x_s = s_d + A + t L / (L + A) (evenly compressed), and
+    nothing beyond s1 moves. The funnel between s_d and s_d + A is filled with what lies
+    just outside the membrane (q_s = s_d - c (x_s - s_d)). The map is one-to-one for any
+    depth and funnel width.
+    """
+
+    table: SurfaceTable
+    offset: float  # p of the needle axis
+    depth: float  # D, pixels
+    core: float  # w_c
+    funnel: float  # sigma_f
+    broad: float  # sigma_b
+    broadness: float  # beta
+    gap_scale: float = 0.2  # c
+    band: float = 3.5  # b
+
+    @property
+    def active(self) -> bool:
+        """Whether the indentation moves anything by more than a tenth of a pixel."""
+        return self.depth > 0.1
+
+    def amplitude(self, p: np.ndarray) -> np.ndarray:
+        """A(p): how far the membrane on line p is pushed in, pixels."""
+        d = np.abs(p - self.offset)
+        funnel = np.exp(-np.square(np.maximum(d - self.core, 0.0)) / (2.0 * self.funnel**2))
+        broad = np.exp(-np.square(d) / (2.0 * self.broad**2))
+        t = self.table
+        taper = 1.0 - smoothstep(
+            (np.abs(p - t.center_p) - 0.55 * t.half_extent) / (0.4 * t.half_extent)
+        )
+        return self.depth * taper * ((1.0 - self.broadness) * funnel + self.broadness * broad)
+
+    def tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Returns (A, s_d, s1) on the p grid of the surface table (fast per-pixel lookup)."""
+        t = self.table
+        grid = t.p0 + t.step * np.arange(len(t.entry))
+        return self.amplitude(grid), t.entry - self.band, t.exit
+
+    def shift(
+        self, s: np.ndarray, amp: np.ndarray, s_d: np.ndarray, s_1: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Returns (q_s - s, inside-the-funnel mask) for shown s on lines with A, s_d, s1."""
+        rel = s - s_d
+        u = rel - amp
+        length = np.maximum(s_1 - s_d - amp, 1.0)
+        gap = (rel >= 0) & (u < 0)
+        # q_s - s is -(1 + c) rel in the funnel, u A / L - A where squeezed, 0 elsewhere.
+        shift = np.where(gap, -(1.0 + self.gap_scale) * rel, 0.0)
+        squeezed = (u >= 0) & (u < length)
+        shift = np.where(squeezed, amp * (u / length - 1.0), shift)
+        return shift.astype(s.dtype, copy=False), gap
+
+    def backward(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Maps shown pixel positions to the rest positions they show (for cv2.remap)."""
+        p, s = self.table.coords(x, y)
+        amp = self.amplitude(p).astype(s.dtype)
+        s0, s1 = self.table.at(p)
+        shift, _ = self.shift(s, amp, (s0 - self.band).astype(s.dtype), s1.astype(s.dtype))
+        ax, ay = self.table.direction
+        return x + shift * ax, y + shift * ay
+
+    def forward(self, points: np.ndarray) -> np.ndarray:
+        """Moves rest-frame points (N, 2) to where they are shown (inverse of `backward`)."""
+        if not self.active or len(points) == 0:
             return points.copy()
-        x = points.copy()
-        for _ in range(iterations):
-            dx, dy = self.displacement(x[:, 0], x[:, 1])
-            x_new = points + np.stack([dx, dy], axis=1)
-            if np.max(np.abs(x_new - x)) < 1e-6:
-                return x_new
-            x = x_new
-        return x
+        p, s = self.table.coords(points[:, 0], points[:, 1])
+        amp = self.amplitude(p)
+        s0, s1 = self.table.at(p)
+        s_d = s0 - self.band
+        length = np.maximum(s1 - s_d - amp, 1.0)
+        t = s - s_d
+        moved = (t >= 0) & (t < length + amp) & (amp > 0)
+        shift = np.where(moved, amp - t * amp / (length + amp), 0.0)
+        ax, ay = self.table.direction
+        return points + np.stack([shift * ax, shift * ay], axis=1)
 
     def support_box(
-        self, height: int, width: int, cutoff: float = 0.05
+        self, height: int, width: int, cutoff: float = 0.25
     ) -> tuple[int, int, int, int]:
-        """Returns (x0, y0, x1, y1) outside which |delta| < cutoff pixels (clipped)."""
-        if self.depth <= cutoff:
+        """Returns (x0, y0, x1, y1) outside which nothing moves by more than `cutoff` px."""
+        t = self.table
+        grid = t.p0 + t.step * np.arange(len(t.entry))
+        amp = self.amplitude(grid)
+        hit = (amp > cutoff) & (t.entry < _MISS / 2)
+        if self.depth <= cutoff or not hit.any():
             return (0, 0, 0, 0)
-        k = math.sqrt(2.0 * math.log(self.depth / cutoff))
-        ext_s = k * self.lam
-        ext_p = k * self.sigma
-        ax, ay = self.direction
-        hx = abs(ax) * ext_s + abs(ay) * ext_p
-        hy = abs(ay) * ext_s + abs(ax) * ext_p
-        x0 = max(0, int(math.floor(self.tip[0] - hx)))
-        x1 = min(width, int(math.ceil(self.tip[0] + hx)) + 1)
-        y0 = max(0, int(math.floor(self.tip[1] - hy)))
-        y1 = min(height, int(math.ceil(self.tip[1] + hy)) + 1)
-        return (x0, y0, x1, y1)
+        p_lo, p_hi = grid[hit].min() - 1.0, grid[hit].max() + 1.0
+        s_lo = t.entry[hit].min() - self.band - 1.0
+        s_hi = t.exit[hit].max() + 1.0
+        ax, ay = t.direction
+        corners = np.array(
+            [[t.origin[0] + s * ax - p * ay, t.origin[1] + s * ay + p * ax]
+             for s in (s_lo, s_hi) for p in (p_lo, p_hi)]
+        )  # fmt: skip
+        x0 = max(0, int(math.floor(corners[:, 0].min())) - 1)
+        x1 = min(width, int(math.ceil(corners[:, 0].max())) + 2)
+        y0 = max(0, int(math.floor(corners[:, 1].min())) - 1)
+        y1 = min(height, int(math.ceil(corners[:, 1].max())) + 2)
+        return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else (0, 0, 0, 0)
 
 
 def smoothstep(x: np.ndarray | float) -> np.ndarray | float:
@@ -255,45 +380,52 @@ def smoothstep(x: np.ndarray | float) -> np.ndarray | float:
 
 @dataclasses.dataclass(frozen=True)
 class NeedleMotion:
-    """Needle insertion depth L(tau), indentation D(tau) and lateral offset over a video.
+    """Needle insertion depth L(tau), indentations and lateral offset over a video.
 
-    Keyframes (tau, L, D) with tau in [0, 1] are joined by smoothstep easing; a small
-    tremor (sum of sines) is added to L and a slow drift to the lateral offset.
+    Keyframes (tau, L, D_oolemma, D_zona) with tau in [0, 1] are joined by smoothstep
+    easing; a small tremor (sum of sines) is added to L (and to a dent being pushed) and a
+    slow drift to the lateral offset.
     """
 
-    keys: tuple[tuple[float, float, float], ...]
+    keys: tuple[tuple[float, float, float, float], ...]
     tremor: tuple[tuple[float, float, float], ...]  # (amplitude px, cycles per video, phase)
     drift: tuple[tuple[float, float, float], ...]
 
-    def at(self, tau: float) -> tuple[float, float, float]:
-        """Returns (depth L, indentation D, lateral offset) at normalised time tau."""
+    def at(self, tau: float) -> tuple[float, float, float, float]:
+        """Returns (depth L, oolemma dent, zona dent, lateral offset) at time tau."""
         keys = self.keys
         if tau <= keys[0][0]:
-            depth, dent = keys[0][1], keys[0][2]
+            values = keys[0][1:]
         elif tau >= keys[-1][0]:
-            depth, dent = keys[-1][1], keys[-1][2]
+            values = keys[-1][1:]
         else:
             i = max(j for j in range(len(keys)) if keys[j][0] <= tau)
-            t0, l0, d0 = keys[i]
-            t1, l1, d1 = keys[i + 1]
+            t0, t1 = keys[i][0], keys[i + 1][0]
             w = float(smoothstep((tau - t0) / max(t1 - t0, 1e-9)))
-            depth = l0 + w * (l1 - l0)
-            dent = d0 + w * (d1 - d0)
+            pairs = zip(keys[i][1:], keys[i + 1][1:], strict=True)
+            values = tuple(a + w * (b - a) for a, b in pairs)
+        depth, dent_o, dent_z = values
         tremor = sum(a * math.sin(2 * math.pi * c * tau + p) for a, c, p in self.tremor)
         offset = sum(a * math.sin(2 * math.pi * c * tau + p) for a, c, p in self.drift)
         # The needle pushes the surface it touches: a dent moves with the tip.
-        return depth + tremor, max(dent + (tremor if dent > 0 else 0.0), 0.0), offset
+        dent_o = max(dent_o + (tremor if dent_o > 0 else 0.0), 0.0)
+        dent_z = max(dent_z + (tremor if dent_z > 0 else 0.0), 0.0)
+        return depth + tremor, dent_o, dent_z, offset
 
 
-def ray_entry_depth(
+def ray_span(
     shape: StarShape, needle: NeedleGeometry, offset: float, max_depth: float
-) -> float:
-    """Returns the smallest insertion depth at which the needle tip is inside `shape`."""
+) -> tuple[float, float]:
+    """Returns the insertion depths at which the needle tip enters and leaves `shape`.
+
+    Both are nan when the tip's straight path misses the shape.
+    """
     depths = np.arange(0.0, max_depth, 0.25)
     tips = needle.tip(0.0, offset)[None, :] + depths[:, None] * np.asarray(needle.direction)
-    inside = shape.rho(tips[:, 0], tips[:, 1]) < 1.0
-    idx = np.flatnonzero(inside)
-    return float(depths[idx[0]]) if idx.size else float("nan")
+    idx = np.flatnonzero(shape.rho(tips[:, 0], tips[:, 1]) < 1.0)
+    if not idx.size:
+        return float("nan"), float("nan")
+    return float(depths[idx[0]]), float(depths[idx[-1]])
 
 
 def resample_closed(points: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,11 +1,45 @@
 """Random per-case ICSI scene parameters and the exact per-frame geometry they imply.
 
-A case is drawn from a NumPy Generator seeded by (seed, case): oocyte size (zoom),
-position, shape, zona pellucida, polar body, one or two sERCs, holding pipette, needle
-and its motion, and the look (illumination, relief direction, noise, focus, tint).
-`frame_geometry` returns the exact geometry of a frame at normalised time tau; cases
-whose sERC circularity or area ratio would leave the paper's ranges in any annotated
-frame are redrawn.
+Domain randomisation: every case draws its own geometry, injection and look from
+``default_rng([seed, case, 0])``, so clinics' different optics and habits are ranges,
+not one look. Lengths are relative to the frame height H or the ooplasm radius r.
+
+=========================  ==============================================================
+Ooplasm (labelled oocyte)  diameter 50-90 % of H (r = 0.25-0.45 H); oval up to 15 %,
+                           long axis across the needle in 60 % of cases; zona
+                           (perivitelline space 3-12 % of r, zona 10-25 %) may touch or
+                           leave the frame; 45 %: a holding-side dent of 4-16 % of r
+Injection                  needle from the right in 70 %, else left; half-width 3-6.5 %
+                           of r, tilt +-8 deg, aimed at the centre +-0.1 r; inside the
+                           ooplasm 35-80 % of its contrast, granule-free lumen 0-8 %
+                           lighter; zona pushed 3-10 % of r, then the oolemma
+                           pushed in 15-85 % of r (35 %: a first push that does not break
+                           it) as a funnel (flat bottom 1-1.6 needle widths, walls 4-20 %
+                           of r) mixed with a broad dent (share 0-75 %, width 35-80 % of r:
+                           kidney and, with the holding-side dent, hourglass shapes); after
+                           the break the tip goes 55-150 % of r past the oolemma (past the
+                           centre in about half of the cases) while 5-35 % of the funnel
+                           stays; tip fades over 3-14 px
+Optics                     Hoffman modulation contrast 50 %, DIC-like 20 %, brightfield
+                           30 % (see `Look`); background grey 55-210; vignetting 5-60 %;
+                           illumination slope up to 25 % of H; RGB tint up to +-6 %
+                           (+-10 % in 30 %); 35 %: part of the frame defocused by a further
+                           1.5-4.5 px; sensor noise 1-6 grey levels; 45 %: JPEG blocks at
+                           quality 30-90
+Surroundings               holding pipette (outer radius 55-90 % of r, lumen 15-35 % of
+                           it) pressing the zona; 55 %: 1-6 cumulus clusters of 3-25 cells
+                           (radius 5-11 % of r) on the zona; 35 %: a granular corona halo
+                           5-15 % of r wide around it; 3-15 debris particles; polar body;
+                           12 %: a second oocyte at the edge; 12 %: the edge of the dish
+                           or drop; 80 %: a sperm in the needle, left in the ooplasm at
+                           the injection
+=========================  ==============================================================
+
+Label rules are the paper's: oocyte = ooplasm inside the oolemma (zona, perivitelline
+space, polar body, pipettes, cumulus, debris, a second oocyte and the dish are
+background), sERC inside it, needle wherever it is visible. `frame_geometry` returns the
+exact geometry of a frame at normalised time tau; cases whose sERC circularity or area
+ratio would leave the paper's ranges in any annotated frame are redrawn.
 """
 
 from __future__ import annotations
@@ -16,40 +50,91 @@ import math
 import numpy as np
 
 from sercseg_tf.synthetic.geometry import (
-    Deformation,
+    Indentation,
     NeedleGeometry,
     NeedleMotion,
     StarShape,
+    SurfaceTable,
     clip_polygon_to_rect,
     polygon_area,
     polygon_circularity,
-    ray_entry_depth,
+    ray_span,
+    surface_table,
 )
 
 CIRCULARITY_RANGE = (0.6, 0.9)
 AREA_RATIO_RANGE = (0.025, 0.2)
+OOPLASM_DIAMETER_RANGE = (0.5, 0.9)  # fraction of the frame height
 # Margins kept inside the ranges when drawing, so per-frame deformation stays inside.
 _CIRC_DRAW = (0.64, 0.86)
 _RATIO_DRAW = (0.032, 0.17)
+OOCYTE_OUTLINE_POINTS = 720
+OPTICS = ("hoffman", "dic", "brightfield")
+_OPTICS_P = (0.5, 0.2, 0.3)
 
 
 @dataclasses.dataclass(frozen=True)
 class Look:
-    """Per-case imaging conditions."""
+    """Per-case imaging conditions (optics, illumination, camera, codec)."""
 
+    optics: str  # one of OPTICS
     background: float  # mean grey level of the empty field
     gradient: tuple[float, float]  # illumination slope per pixel (x, y), relative
     vignette: float  # relative fall-off at the corners
-    relief_angle: float  # direction of the Hoffman/relief shading, radians
-    relief_gain: float
+    blotch: float  # amplitude of low-frequency illumination unevenness
+    relief_angle: float  # shading direction of the Hoffman/DIC relief, radians
+    relief_gain: float  # bright/dark relief along the shading direction
+    edge_gain: float  # dark refractive rims (brightfield)
     cyto_absorb: float  # cytoplasm darkening, relative
+    zona_absorb: float  # zona darkening (< 0: brighter than the medium)
+    zona_relief: float
     texture_gain: float
+    granule_scale: float  # granule size multiplier
     noise_sigma: float  # grey levels
     focus_sigma: float  # Gaussian blur of the scene, px
+    defocus: tuple[float, float, float]  # (extra blur px, ramp angle, ramp position)
     needle_focus_sigma: float
     needle_contrast: float
+    needle_inside: float  # needle contrast inside the ooplasm relative to outside
+    lumen_light: float  # lumen lighter than the cytoplasm around it, relative
     tint: tuple[float, float, float]  # RGB gains
     flicker: float  # relative per-frame brightness jitter
+    jpeg_quality: int  # 0 = no compression blocks
+
+
+@dataclasses.dataclass(frozen=True)
+class DentStyle:
+    """How the membranes give way to the needle (see `Indentation`)."""
+
+    core: float
+    funnel: float
+    broad: float
+    broadness: float
+    gap_scale: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Sperm:
+    """The spermatozoon in the needle: head behind the tip, tail towards the entry."""
+
+    head_back: float  # head centre behind the tip along the axis, px
+    head_axes: tuple[float, float]  # semi-axes along / across the axis, px
+    tail_length: float
+    tail_amplitude: float
+    tail_waves: float
+    tail_phase: float
+    release_tau: float  # injected (left in the ooplasm) at this time
+
+
+@dataclasses.dataclass(frozen=True)
+class Surroundings:
+    """Unlabelled things around the oocyte."""
+
+    cumulus: tuple[tuple[float, float, float, float], ...]  # (x, y, radius, brightness)
+    debris: tuple[tuple[float, float, float, float, float], ...]  # (x, y, r, height, absorb)
+    second_oocyte: tuple[StarShape, StarShape, StarShape] | None  # ooplasm, zona in, out
+    dish_edge: tuple[float, float, float, float] | None  # (cx, cy, radius, darkness)
+    corona: float  # width of a fuzzy granular halo just outside the zona, px (0 = none)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,17 +148,24 @@ class CaseScene:
     zona_outer: StarShape
     polar_body: StarShape
     sercs: tuple[StarShape, ...]
-    holding_axis_y: float  # holding pipette: axis through this point along -needle.direction
     holding_end: tuple[float, float]
     holding_radius: float
     holding_lumen: float
     needle: NeedleGeometry
     motion: NeedleMotion
-    dent_sigma: float
-    dent_lambda: float
+    dent: DentStyle
+    oolemma_table: SurfaceTable
+    zona_table: SurfaceTable
+    sperm: Sperm | None
+    surroundings: Surroundings
     look: Look
     label_names: tuple[str, str, str]  # oocyte, sERC, needle as this annotator writes them
     shape_order: tuple[int, ...]  # order of oocyte/sERC/needle shapes in the JSON
+
+    @property
+    def radius(self) -> float:
+        """Equivalent radius r of the rest ooplasm (sqrt(a b))."""
+        return math.sqrt(self.oocyte.semi_axes[0] * self.oocyte.semi_axes[1])
 
 
 @dataclasses.dataclass
@@ -85,7 +177,7 @@ class FrameGeometry:
     needle_depth: float
     needle_offset: float
     needle_polygon: np.ndarray | None  # exact, clipped to the image
-    deformation: Deformation
+    deformation: Indentation
     oocyte_outline: np.ndarray
     oocyte_center: np.ndarray
     serc_outlines: list[np.ndarray]
@@ -111,9 +203,19 @@ _LABEL_STYLES = (
 )
 
 
+def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(rng.uniform(lo, hi))
+
+
 def _draw_serc(
-    rng: np.random.Generator, oocyte: StarShape, area: float, others: list[StarShape]
+    rng: np.random.Generator,
+    oocyte: StarShape,
+    area: float,
+    others: list[StarShape],
+    image_size: tuple[int, int],
 ) -> StarShape | None:
+    """Draws one sERC of `area` px^2 inside the oocyte, clear of others and the frame edge."""
+    h, w = image_size
     for _ in range(200):
         ratio = rng.uniform(0.32, 0.75)
         harmonics = tuple(
@@ -138,6 +240,10 @@ def _draw_serc(
             pts = cand.outline()
             if np.max(oocyte.rho(pts[:, 0], pts[:, 1])) > 0.9:
                 continue
+            if pts[:, 0].min() < 4 or pts[:, 1].min() < 4:
+                continue
+            if pts[:, 0].max() > w - 5 or pts[:, 1].max() > h - 5:
+                continue
             if any(
                 np.hypot(center[0] - o.center[0], center[1] - o.center[1])
                 < r_max + max(o.semi_axes) + 4
@@ -148,36 +254,84 @@ def _draw_serc(
     return None
 
 
+def _draw_cell(
+    rng: np.random.Generator, image_size: tuple[int, int], direction: tuple[float, float]
+) -> tuple[StarShape, StarShape, StarShape, StarShape]:
+    """Draws the ooplasm, zona (inner, outer) and polar body of the held oocyte.
+
+    The holding pipette sits on the side the needle points to (angle of `direction`).
+    """
+    h, w = image_size
+    radius = _u(rng, *OOPLASM_DIAMETER_RANGE) / 2 * h
+    ax, ay = direction
+    hold_phi = math.atan2(ay, ax)
+    cx = w / 2 + ax * _u(rng, -0.03, 0.08) * w
+    cy = h / 2 + _u(rng, -0.08, 0.08) * h
+    ecc = _u(rng, 0.0, 0.15)
+    if rng.random() < 0.6:  # squeezed along the needle, long axis across it
+        oo_angle = hold_phi + math.pi / 2 + float(rng.normal(0.0, 0.25))
+    else:
+        oo_angle = _u(rng, 0, np.pi)
+    harm = tuple((k, _u(rng, 0, 0.012), _u(rng, 0, 2 * np.pi)) for k in (3, 4, 5))
+    axes = (radius * (1 + ecc), radius * (1 - ecc))
+    base = StarShape((cx, cy), axes, oo_angle, harm)
+    pvs = _u(rng, 0.03, 0.12)
+    zona_inner = StarShape((cx, cy), (axes[0] * (1 + pvs), axes[1] * (1 + pvs)), oo_angle)
+    zona_outer = zona_inner.scaled(1.0 + _u(rng, 0.10, 0.25))
+    press = _u(rng, 0.01, 0.04) * radius  # the holding pipette flattens the zona a little
+    zona_outer = dataclasses.replace(zona_outer, dents=((hold_phi, press, 0.35),))
+    zona_inner = dataclasses.replace(zona_inner, dents=((hold_phi, 0.6 * press, 0.35),))
+    dents = []
+    if rng.random() < 0.45:  # hourglass: the held side gives way too
+        dents.append((hold_phi, _u(rng, 0.04, 0.16) * radius, _u(rng, 0.3, 0.55)))
+    # Polar body in the perivitelline space, near 6 or 12 o'clock; it dents the oolemma.
+    pb_phi = hold_phi + (np.pi / 2 if rng.random() < 0.5 else -np.pi / 2) + _u(rng, -0.45, 0.45)
+    pb_r = radius * _u(rng, 0.08, 0.12)
+    zi = float(zona_inner.radius(np.array([pb_phi]))[0])
+    r_at_pb = float(base.radius(np.array([pb_phi]))[0])
+    dent = 0.5 * max(0.0, r_at_pb - (zi - 2 * pb_r - 1.5))
+    dents.append((float(pb_phi), dent, pb_r / radius * 1.3))
+    oocyte = dataclasses.replace(base, dents=tuple(dents))
+    pb_dist = min(r_at_pb - dent + pb_r + 0.5, zi - 0.4 * pb_r)
+    pb_center = (cx + pb_dist * math.cos(pb_phi), cy + pb_dist * math.sin(pb_phi))
+    polar_body = StarShape(pb_center, (pb_r * 1.05, pb_r * 0.95), _u(rng, 0, np.pi))
+    return oocyte, zona_inner, zona_outer, polar_body
+
+
+def _draw_needle(
+    rng: np.random.Generator, image_size: tuple[int, int], entry_side: str, center: tuple,
+    radius: float,
+) -> NeedleGeometry:
+    """Draws the injection needle, entering from `entry_side`, aimed near the centre."""
+    h, w = image_size
+    sign = -1.0 if entry_side == "right" else 1.0
+    tilt = math.radians(_u(rng, -8, 8))
+    direction = (sign * math.cos(tilt), math.sin(tilt))
+    cx, cy = center
+    aim_y = cy + _u(rng, -0.1, 0.1) * radius
+    entry_x = w - 1.0 if entry_side == "right" else 0.0
+    entry_y = aim_y - (cx - entry_x) * direction[1] / direction[0]
+    w0 = radius * _u(rng, 0.03, 0.065)
+    return NeedleGeometry(
+        entry_side=entry_side,
+        direction=direction,
+        entry_point=(entry_x, float(entry_y)),
+        half_width=float(w0),
+        wall=float(w0 * _u(rng, 0.2, 0.35)),
+        taper=_u(rng, 0.0, 0.0012),
+        bevel_length=float(2 * w0 / math.tan(math.radians(_u(rng, 30, 50)))),
+        sharp_side=float(rng.choice([-1.0, 1.0])),
+        fade_length=_u(rng, 3.0, 14.0),
+    )
+
+
 def draw_scene(rng: np.random.Generator, case_id: int, image_size: tuple[int, int]) -> CaseScene:
     """Draws the random parameters of one case (zoom, layout, shapes, motion, look)."""
     h, w = image_size
-    radius = rng.uniform(0.20, 0.25) * h  # cytoplasm radius: 40-50 % of the frame height
     entry_side = "right" if rng.random() < 0.7 else "left"
-    sign = -1.0 if entry_side == "right" else 1.0  # needle direction along x
-    cx = w / 2 + rng.uniform(-0.04, 0.1) * w * (-sign)  # a little towards the holding side
-    cy = h / 2 + rng.uniform(-0.06, 0.06) * h
-    ecc = rng.uniform(0.0, 0.04)
-    harm = tuple(
-        (k, float(rng.uniform(0, 0.012)), float(rng.uniform(0, 2 * np.pi))) for k in (3, 4, 5)
-    )
-    oo_angle = float(rng.uniform(0, np.pi))
-    base = StarShape((cx, cy), (radius * (1 + ecc), radius * (1 - ecc)), oo_angle, harm)
-    pvs = rng.uniform(0.04, 0.09)
-    zona_inner = StarShape(
-        (cx, cy), (radius * (1 + ecc) * (1 + pvs), radius * (1 - ecc) * (1 + pvs)), oo_angle
-    )
-    zona_outer = zona_inner.scaled(1.0 + rng.uniform(0.11, 0.17))
-    # Polar body in the perivitelline space, near 6 or 12 o'clock; it dents the oolemma.
-    pb_phi = (np.pi / 2 if rng.random() < 0.5 else -np.pi / 2) + rng.uniform(-0.45, 0.45)
-    pb_r = radius * rng.uniform(0.09, 0.13)
-    zi = float(zona_inner.radius(np.array([pb_phi]))[0])
-    r_at_pb = float(base.radius(np.array([pb_phi]))[0])
-    # The oolemma gives way a little; the polar body fills the rest of the space.
-    dent = 0.5 * max(0.0, r_at_pb - (zi - 2 * pb_r - 1.5))
-    oocyte = dataclasses.replace(base, dents=((float(pb_phi), dent, pb_r / radius * 1.3),))
-    pb_dist = min(r_at_pb - dent + pb_r + 0.5, zi - 0.4 * pb_r)
-    pb_center = (cx + pb_dist * math.cos(pb_phi), cy + pb_dist * math.sin(pb_phi))
-    polar_body = StarShape(pb_center, (pb_r * 1.05, pb_r * 0.95), float(rng.uniform(0, np.pi)))
+    sign = -1.0 if entry_side == "right" else 1.0
+    oocyte, zona_inner, zona_outer, polar_body = _draw_cell(rng, image_size, (sign, 0.0))
+    radius = math.sqrt(oocyte.semi_axes[0] * oocyte.semi_axes[1])
 
     # sERC(s): total area ratio drawn in the paper's range.
     ratio = rng.uniform(*_RATIO_DRAW)
@@ -186,58 +340,41 @@ def draw_scene(rng: np.random.Generator, case_id: int, image_size: tuple[int, in
     oo_area = polygon_area(oocyte.outline())
     sercs: list[StarShape] = []
     for share in shares:
-        s = _draw_serc(rng, oocyte, ratio * share * oo_area, sercs)
+        s = _draw_serc(rng, oocyte, ratio * share * oo_area, sercs, image_size)
         if s is not None:
             sercs.append(s)
 
-    # Needle: from the entry side, roughly aimed at the oocyte centre.
-    tilt = math.radians(rng.uniform(-6, 6))
-    direction = (sign * math.cos(tilt), math.sin(tilt))
-    aim_y = cy + rng.uniform(-0.12, 0.12) * radius
-    entry_x = w - 1.0 if entry_side == "right" else 0.0
-    entry_y = aim_y - (cx - entry_x) * direction[1] / direction[0]
-    w0 = radius * rng.uniform(0.045, 0.065)
-    needle = NeedleGeometry(
-        entry_side=entry_side,
-        direction=direction,
-        entry_point=(entry_x, float(entry_y)),
-        half_width=float(w0),
-        wall=float(w0 * rng.uniform(0.25, 0.38)),
-        taper=float(rng.uniform(0.0, 0.0012)),
-        bevel_length=float(2 * w0 / math.tan(math.radians(rng.uniform(30, 50)))),
-        sharp_side=float(rng.choice([-1.0, 1.0])),
-        fade_length=float(rng.uniform(3.0, 8.0)),
-    )
-    # Depths at which the tip meets the zona and the oolemma (rest frame, no offset).
-    max_depth = float(w)
-    l_zona = ray_entry_depth(zona_outer, needle, 0.0, max_depth)
-    l_oolemma = ray_entry_depth(oocyte, needle, 0.0, max_depth)
-    motion = _draw_motion(rng, radius, l_zona, l_oolemma)
+    needle = _draw_needle(rng, image_size, entry_side, oocyte.center, radius)
+    max_depth = float(w + h)
+    l_zona, _ = ray_span(zona_outer, needle, 0.0, max_depth)
+    l_oolemma, l_exit = ray_span(oocyte, needle, 0.0, max_depth)
+    motion, sperm_tau = _draw_motion(rng, radius, l_zona, l_oolemma, l_exit)
 
-    # Holding pipette opposite the needle, its polished end against the zona.
-    hold_phi = math.atan2(direction[1], direction[0])
+    # Holding pipette opposite the needle entry, its polished end pressing the zona.
+    hold_phi = math.atan2(needle.direction[1], needle.direction[0])
     r_zo = float(zona_outer.radius(np.array([hold_phi]))[0])
-    holding_end = (cx + (r_zo - 2.0) * math.cos(hold_phi), cy + (r_zo - 2.0) * math.sin(hold_phi))
-
-    look = Look(
-        background=float(rng.uniform(120, 175)),
-        gradient=(float(rng.uniform(-1, 1) * 1.5e-4), float(rng.uniform(-1, 1) * 1.5e-4)),
-        vignette=float(rng.uniform(0.08, 0.3)),
-        relief_angle=float(rng.uniform(0, 2 * np.pi)),
-        relief_gain=float(rng.uniform(1.2, 2.6)),
-        cyto_absorb=float(rng.uniform(0.08, 0.2)),
-        texture_gain=float(rng.uniform(0.7, 1.3)),
-        noise_sigma=float(rng.uniform(1.5, 6.0)),
-        focus_sigma=float(rng.uniform(0.5, 1.6)),
-        needle_focus_sigma=float(rng.uniform(0.5, 1.4)),
-        needle_contrast=float(rng.uniform(0.7, 1.3)),
-        tint=tuple(float(v) for v in 1.0 + rng.uniform(-0.04, 0.04, size=3)),
-        flicker=float(rng.uniform(0.0, 0.01)),
+    cx, cy = oocyte.center
+    press = _u(rng, 1.0, 6.0)
+    holding_end = (
+        cx + (r_zo - press) * math.cos(hold_phi),
+        cy + (r_zo - press) * math.sin(hold_phi),
+    )
+    holding_radius = radius * _u(rng, 0.55, 0.9)
+    d_max = max(k[2] for k in motion.keys)
+    pvs_px = radius * (zona_inner.semi_axes[1] / oocyte.semi_axes[1] - 1.0)
+    dent = DentStyle(
+        core=needle.half_width * _u(rng, 1.0, 1.6),
+        funnel=radius * _u(rng, 0.04, 0.2),
+        broad=radius * _u(rng, 0.35, 0.8),
+        broadness=_u(rng, 0.0, 0.75),
+        gap_scale=min(0.25, 0.6 * pvs_px / max(d_max, 1.0)),
     )
     order = [0, 1, 2]
     rng.shuffle(order)
     if rng.random() < 0.6:
         order = [0, 1, 2]  # most annotators draw oocyte, then sERC, then needle
+    origin = np.asarray(needle.entry_point)
+    a = np.asarray(needle.direction)
     return CaseScene(
         case_id=case_id,
         image_size=(h, w),
@@ -246,58 +383,68 @@ def draw_scene(rng: np.random.Generator, case_id: int, image_size: tuple[int, in
         zona_outer=zona_outer,
         polar_body=polar_body,
         sercs=tuple(sercs),
-        holding_axis_y=cy,
         holding_end=holding_end,
-        holding_radius=float(radius * rng.uniform(0.6, 0.8)),
-        holding_lumen=float(radius * rng.uniform(0.12, 0.22)),
+        holding_radius=holding_radius,
+        holding_lumen=holding_radius * _u(rng, 0.15, 0.35),
         needle=needle,
         motion=motion,
-        dent_sigma=float(radius * rng.uniform(0.28, 0.38)),
-        dent_lambda=float(radius * rng.uniform(0.55, 0.7)),
-        look=look,
+        dent=dent,
+        oolemma_table=surface_table(oocyte.outline(OOCYTE_OUTLINE_POINTS), origin, a),
+        zona_table=surface_table(zona_outer.outline(OOCYTE_OUTLINE_POINTS), origin, a),
+        sperm=_draw_sperm(rng, radius, needle, sperm_tau),
+        surroundings=_draw_surroundings(rng, image_size, oocyte, zona_outer, hold_phi),
+        look=_draw_look(rng, h),
         label_names=_LABEL_STYLES[int(rng.integers(len(_LABEL_STYLES)))],
         shape_order=tuple(order),
     )
 
 
 def _draw_motion(
-    rng: np.random.Generator, radius: float, l_zona: float, l_oolemma: float
-) -> NeedleMotion:
-    """Draws the needle keyframes of one video.
+    rng: np.random.Generator, radius: float, l_zona: float, l_oolemma: float, l_exit: float
+) -> tuple[NeedleMotion, float]:
+    """Draws the needle keyframes of one video and the injection time.
 
-    Approach, push the zona, pierce it, push the oolemma (indentation; sometimes a first
-    push that does not break it), break in, inject, retract.
+    Approach, push the zona, pierce it, push the oolemma into a funnel (sometimes a first
+    push that does not break it), break in and go deep (to or past the centre in about
+    half of the cases), inject, retract. Keys are (tau, L, D_oolemma, D_zona).
     """
-    keys: list[tuple[float, float, float]] = []
+    keys: list[tuple[float, float, float, float]] = []
     start = l_zona - rng.uniform(25, 0.9 * l_zona - 20) if l_zona > 60 else l_zona * 0.5
-    keys.append((0.0, start, 0.0))
-    t = rng.uniform(0.08, 0.18)
-    keys.append((t, l_zona, 0.0))
-    dz = radius * rng.uniform(0.05, 0.12)
-    t += rng.uniform(0.05, 0.1)
-    keys.append((t, l_zona + dz, dz))  # zona pushed in
+    keys.append((0.0, start, 0.0, 0.0))
+    t = rng.uniform(0.05, 0.15)
+    keys.append((t, l_zona, 0.0, 0.0))
+    dz = radius * rng.uniform(0.03, 0.1)
     t += rng.uniform(0.04, 0.08)
-    keys.append((t, l_oolemma, 0.0))  # zona pierced, tip at the oolemma
-    d_max = radius * rng.uniform(0.15, 0.3)
+    keys.append((t, l_zona + dz, 0.0, dz))  # zona pushed in
+    t += rng.uniform(0.03, 0.07)
+    keys.append((t, l_oolemma, 0.0, 0.0))  # zona pierced, tip at the oolemma
+    d_max = radius * rng.uniform(0.15, 0.85)
     if rng.random() < 0.35:  # a first push that does not break the membrane
-        d1 = d_max * rng.uniform(0.5, 0.8)
-        t += rng.uniform(0.06, 0.1)
-        keys.append((t, l_oolemma + d1, d1))
-        t += rng.uniform(0.05, 0.08)
-        keys.append((t, l_oolemma + 0.2 * d1, 0.2 * d1))
-    t += rng.uniform(0.08, 0.14)
-    keys.append((t, l_oolemma + d_max, d_max))  # deepest indentation
+        d1 = d_max * rng.uniform(0.4, 0.8)
+        t += rng.uniform(0.05, 0.09)
+        keys.append((t, l_oolemma + d1, d1, 0.0))
+        t += rng.uniform(0.04, 0.07)
+        keys.append((t, l_oolemma + 0.2 * d1, 0.2 * d1, 0.0))
+    t += rng.uniform(0.07, 0.14)
+    keys.append((t, l_oolemma + d_max, d_max, 0.0))  # deepest funnel
     t += rng.uniform(0.02, 0.04)
-    deep = l_oolemma + d_max + radius * rng.uniform(0.1, 0.6)
-    keys.append((t, deep, d_max * rng.uniform(0.0, 0.15)))  # membrane breaks
-    t += rng.uniform(0.08, 0.16)
-    keys.append((t, deep + radius * rng.uniform(-0.1, 0.05), 0.0))  # injection
-    t_end = max(t + 0.08, rng.uniform(0.88, 1.0))
-    keys.append((t_end, l_zona - rng.uniform(10, 60), 0.0))  # withdrawn
-    if t_end < 1.0:
-        keys.append((1.0, keys[-1][1] - rng.uniform(0, 20), 0.0))
+    chord = l_exit - l_oolemma
+    deep = l_oolemma + min(max(radius * rng.uniform(0.55, 1.5), d_max + 0.05 * radius),
+                           0.85 * chord)  # fmt: skip
+    residual = d_max * rng.uniform(0.05, 0.35)
+    keys.append((t, deep, residual, 0.0))  # membrane breaks, the tip goes in
+    t += rng.uniform(0.04, 0.1)
+    t_inject = t
+    keys.append((t, deep + radius * rng.uniform(-0.12, 0.03), residual, 0.0))  # injection
+    t += rng.uniform(0.06, 0.2)
+    keys.append((t, deep - radius * rng.uniform(0.0, 0.2), residual, 0.0))  # aspirate, wait
+    t += rng.uniform(0.06, 0.2)
+    out = l_zona - rng.uniform(10, 60) if rng.random() < 0.7 else -rng.uniform(5, 40)
+    keys.append((t, out, 0.0, 0.0))  # withdrawn (30 %: out of view)
+    if t < 1.0:
+        keys.append((1.0, out - rng.uniform(0, 20), 0.0, 0.0))
     scale = 1.0 / max(k[0] for k in keys)
-    keys = [(k[0] * scale, float(k[1]), float(k[2])) for k in keys]
+    keys = [(k[0] * scale, float(k[1]), float(k[2]), float(k[3])) for k in keys]
     tremor = tuple(
         (float(rng.uniform(0.2, 1.2)), float(rng.uniform(3, 25)), float(rng.uniform(0, 2 * np.pi)))
         for _ in range(3)
@@ -310,7 +457,117 @@ def _draw_motion(
         )
         for _ in range(2)
     )
-    return NeedleMotion(tuple(keys), tremor, drift)
+    return NeedleMotion(tuple(keys), tremor, drift), t_inject * scale
+
+
+def _draw_sperm(
+    rng: np.random.Generator, radius: float, needle: NeedleGeometry, release_tau: float
+) -> Sperm | None:
+    """Draws the spermatozoon loaded in the needle (80 % of cases), sized like a human one."""
+    if rng.random() >= 0.8:
+        return None
+    lumen = needle.half_width - needle.wall
+    head_w = min(0.03 * radius, 0.8 * lumen)
+    return Sperm(
+        head_back=needle.half_width * _u(rng, 1.5, 8.0) + needle.bevel_length,
+        head_axes=(head_w * _u(rng, 1.4, 1.8), head_w),
+        tail_length=radius * _u(rng, 0.5, 0.9),
+        tail_amplitude=lumen * _u(rng, 0.0, 0.4),
+        tail_waves=_u(rng, 1.0, 4.0),
+        tail_phase=_u(rng, 0, 2 * np.pi),
+        release_tau=release_tau,
+    )
+
+
+def _draw_surroundings(
+    rng: np.random.Generator,
+    image_size: tuple[int, int],
+    oocyte: StarShape,
+    zona_outer: StarShape,
+    hold_phi: float,
+) -> Surroundings:
+    """Draws cumulus/corona remnants, debris, maybe a second oocyte and a dish edge."""
+    h, w = image_size
+    radius = math.sqrt(oocyte.semi_axes[0] * oocyte.semi_axes[1])
+    cx, cy = oocyte.center
+    cumulus = []
+    if rng.random() < 0.55:
+        for _ in range(int(rng.integers(1, 7))):
+            # Not where the needle comes in (hold_phi + pi) nor at the pipette (hold_phi).
+            phi = hold_phi + _u(rng, 0.5, math.pi - 0.5) * rng.choice([-1, 1])
+            r_zo = float(zona_outer.radius(np.array([phi]))[0])
+            for _ in range(int(rng.integers(3, 26))):
+                rc = radius * _u(rng, 0.05, 0.11)
+                ang = phi + float(rng.normal(0.0, 0.18))
+                dist = r_zo + rc * _u(rng, 0.0, 3.5)
+                cumulus.append(
+                    (cx + dist * math.cos(ang), cy + dist * math.sin(ang), rc, _u(rng, -1, 1))
+                )
+    scale = h / 480.0
+    debris = []
+    for _ in range(int(rng.integers(3, 16))):
+        big = rng.random() < 0.2
+        rr = scale * (_u(rng, 4.0, 12.0) if big else _u(rng, 1.5, 5.0))
+        debris.append((_u(rng, 0, w), _u(rng, 0, h), rr, _u(rng, 0.3, 1.0), _u(rng, -0.05, 0.2)))
+    second = None
+    if rng.random() < 0.12:
+        r2 = radius * _u(rng, 0.8, 1.1)
+        r_zo = zona_outer.semi_axes[0]
+        side = hold_phi + (math.pi / 2 if rng.random() < 0.5 else -math.pi / 2)
+        phi = side + _u(rng, -0.4, 0.4)
+        dist = r_zo + r2 * 1.25 + _u(rng, 5.0, 40.0)
+        c2 = (cx + dist * math.cos(phi), cy + dist * math.sin(phi))
+        ooplasm = StarShape(c2, (r2 * _u(rng, 1.0, 1.08), r2), _u(rng, 0, np.pi))
+        zi = ooplasm.scaled(1 + _u(rng, 0.03, 0.1))
+        second = (ooplasm, zi, zi.scaled(1 + _u(rng, 0.1, 0.2)))
+    dish = None
+    if rng.random() < 0.12:
+        big_r = h * _u(rng, 1.5, 4.0)
+        phi = hold_phi + (math.pi / 2 if rng.random() < 0.5 else -math.pi / 2)
+        phi += _u(rng, -0.5, 0.5)
+        dist = zona_outer.semi_axes[0] + _u(rng, 15.0, max(16.0, 0.5 * h))
+        dish = (cx + (dist - big_r) * math.cos(phi), cy + (dist - big_r) * math.sin(phi),
+                big_r, _u(rng, 0.15, 0.6))  # fmt: skip
+    corona = radius * _u(rng, 0.05, 0.15) if rng.random() < 0.35 else 0.0
+    return Surroundings(tuple(cumulus), tuple(debris), second, dish, corona)
+
+
+def _draw_look(rng: np.random.Generator, height: int) -> Look:
+    """Draws the optics and camera of one case (ranges in the module docstring)."""
+    optics = str(rng.choice(OPTICS, p=_OPTICS_P))
+    tint_range = 0.1 if rng.random() < 0.3 else 0.06
+    defocus = (0.0, 0.0, 0.0)
+    if rng.random() < 0.35:
+        defocus = (_u(rng, 1.5, 4.5), _u(rng, 0, 2 * np.pi), _u(rng, -0.3, 0.4))
+    relief = {"hoffman": (1.2, 2.8), "dic": (2.0, 3.5), "brightfield": (0.0, 0.5)}[optics]
+    edge = (0.4, 1.2) if optics == "brightfield" else (0.0, 0.2)
+    focus = (0.3, 0.9) if optics == "dic" else (0.4, 1.8)
+    slope = 0.25 / height
+    return Look(
+        optics=optics,
+        background=_u(rng, 55, 210),
+        gradient=(_u(rng, -slope, slope), _u(rng, -slope, slope)),
+        vignette=_u(rng, 0.05, 0.6),
+        blotch=_u(rng, 0.0, 0.06),
+        relief_angle=_u(rng, 0, 2 * np.pi),
+        relief_gain=_u(rng, *relief),
+        edge_gain=_u(rng, *edge),
+        cyto_absorb=_u(rng, 0.05, 0.25 if optics == "brightfield" else 0.18),
+        zona_absorb=_u(rng, -0.05, 0.08),
+        zona_relief=_u(rng, 0.15, 0.45),
+        texture_gain=_u(rng, 0.6, 1.4),
+        granule_scale=_u(rng, 0.8, 1.5),
+        noise_sigma=_u(rng, 1.0, 6.0),
+        focus_sigma=_u(rng, *focus),
+        defocus=defocus,
+        needle_focus_sigma=_u(rng, 0.4, 1.6),
+        needle_contrast=_u(rng, 0.6, 1.3),
+        needle_inside=_u(rng, 0.35, 0.8),
+        lumen_light=_u(rng, 0.0, 0.08),
+        tint=tuple(float(v) for v in 1.0 + rng.uniform(-tint_range, tint_range, size=3)),
+        flicker=_u(rng, 0.0, 0.012),
+        jpeg_quality=int(rng.integers(30, 91)) if rng.random() < 0.45 else 0,
+    )
 
 
 NEEDLE_MIN_VISIBLE_DEPTH = 1.0
@@ -319,22 +576,20 @@ NEEDLE_MIN_VISIBLE_DEPTH = 1.0
 def frame_geometry(scene: CaseScene, tau: float) -> FrameGeometry:
     """Returns the exact geometry (shown-frame coordinates) at normalised time tau."""
     h, w = scene.image_size
-    depth, dent, offset = scene.motion.at(tau)
+    depth, dent_o, dent_z, offset = scene.motion.at(tau)
     needle = scene.needle
     tip = needle.tip(depth, offset)
-    deform = Deformation(
-        tip=(float(tip[0]), float(tip[1])),
-        direction=needle.direction,
-        depth=float(dent),
-        sigma=scene.dent_sigma,
-        lam=scene.dent_lambda,
-    )
+    style = dataclasses.asdict(scene.dent)
+    if dent_z > dent_o:
+        deform = Indentation(scene.zona_table, offset, dent_z, **style)
+    else:
+        deform = Indentation(scene.oolemma_table, offset, dent_o, **style)
     visible = depth >= NEEDLE_MIN_VISIBLE_DEPTH and 0 <= tip[0] <= w - 1 and 0 <= tip[1] <= h - 1
     polygon = None
     if visible:
         raw = needle.polygon(depth, offset, length=depth + 4 * needle.half_width + 20)
         polygon = clip_polygon_to_rect(raw, 0.0, 0.0, w - 1.0, h - 1.0)
-    oocyte_outline = deform.forward(scene.oocyte.outline())
+    oocyte_outline = deform.forward(scene.oocyte.outline(OOCYTE_OUTLINE_POINTS))
     serc_outlines = [deform.forward(s.outline()) for s in scene.sercs]
     centers = np.asarray([s.center for s in scene.sercs], dtype=np.float64).reshape(-1, 2)
     serc_centers = list(deform.forward(centers)) if len(scene.sercs) else []

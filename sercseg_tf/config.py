@@ -27,6 +27,9 @@ DEFAULT_CONFIG = REPO_ROOT / "configs" / "paper.yaml"
 RANDOM_INIT = ("", "none", "null")
 # tf.distribute strategies of --strategy (built by `sercseg_tf.training.distribute`).
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
+# Values of `precision` (resolved by `sercseg_tf.training.precision`) and `lr_schedule`.
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
+LR_SCHEDULES = ("constant", "poly")
 
 
 class ConfigError(ValueError):
@@ -97,7 +100,17 @@ class ExperimentConfig:
     batch_size: int = _field(4, "Global batch size (split over replicas).")
     num_steps: int = _field(25000, "Total training steps (a resumed run continues to this).")
     optimizer: str = _field("adam", "Optimizer: adam or sgd (momentum 0.9).")
-    learning_rate: float = _field(1e-5, "Constant learning rate.")
+    learning_rate: float = _field(1e-5, "Initial learning rate (constant for lr_schedule "
+                                  "'constant').")
+    lr_schedule: str = _field(
+        "constant", "constant (the paper) or poly: deeplab2's polynomial decay "
+        "lr = learning_rate * (1 - step / num_steps)^0.9, down to 0 at num_steps."
+    )
+    precision: str = _field(
+        "float32", "float32 (the paper), mixed_bfloat16, mixed_float16 (GPU, loss scaling) "
+        "or auto: mixed_bfloat16 on a CPU with avx512_bf16/amx_bf16 or a GPU of compute "
+        "capability >= 8.0, else float32. Weights, BatchNorm statistics and loss stay float32."
+    )
     seed: int = _field(0, "Seed of keras.utils.set_random_seed and the input pipeline.")
     # Bookkeeping.
     log_every_steps: int = _field(50, "Log progress and write train summaries every N steps.")
@@ -220,6 +233,10 @@ def _validate(cfg: ExperimentConfig, source: str) -> None:
         raise bad("aug_blur_max_sigma", "must be a number > 0.2")
     if not 0 <= cfg.aug_jpeg_min_quality <= 100:
         raise bad("aug_jpeg_min_quality", "must be in [0, 100]")
+    if cfg.precision not in PRECISIONS:
+        raise bad("precision", f"must be one of {', '.join(PRECISIONS)}")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise bad("lr_schedule", f"must be one of {', '.join(LR_SCHEDULES)}")
 
 
 def _from_mapping(values: dict[str, Any], source: str) -> ExperimentConfig:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import keras
 
+from sercseg_tf.model import fast_layers
 from sercseg_tf.model.resnet import check_output_stride
 
 # DeepLabV3 rates at output stride 16, scaled inversely with the output stride.
@@ -83,13 +84,13 @@ class ConvBNReLU(keras.layers.Layer):
                 ),
                 self._batch_norm("depthwise_bn"),
                 keras.layers.ReLU(name="depthwise_relu"),
-                keras.layers.Conv2D(self.filters, 1, use_bias=False, name="pointwise_conv"),
+                fast_layers.Conv2D(self.filters, 1, use_bias=False, name="pointwise_conv"),
                 self._batch_norm("pointwise_bn"),
                 keras.layers.ReLU(name="pointwise_relu"),
             ]
         else:
             self.steps = [
-                keras.layers.Conv2D(
+                fast_layers.Conv2D(
                     self.filters,
                     self.kernel_size,
                     padding="same",
@@ -102,7 +103,7 @@ class ConvBNReLU(keras.layers.Layer):
             ]
 
     def _batch_norm(self, name: str) -> keras.layers.BatchNormalization:
-        return keras.layers.BatchNormalization(
+        return fast_layers.BatchNormalization(
             momentum=self.bn_momentum, synchronized=self.sync_batchnorm, name=name
         )
 
@@ -200,8 +201,10 @@ class ASPP(keras.layers.Layer):
         """Applies ASPP; ``training`` switches BatchNorm and dropout."""
         branches = [self.conv1x1(inputs, training=training)]
         branches += [b(inputs, training=training) for b in self.atrous_branches]
-        pooled = keras.ops.mean(inputs, axis=(1, 2), keepdims=True)
-        pooled = self.pool_branch(pooled, training=training)
+        # The spatial mean accumulates in float32 (a bfloat16 mean loses precision and, on
+        # CPU, was the slowest op of the bfloat16 model).
+        pooled = keras.ops.mean(keras.ops.cast(inputs, "float32"), axis=(1, 2), keepdims=True)
+        pooled = self.pool_branch(keras.ops.cast(pooled, inputs.dtype), training=training)
         # Bilinear upsampling of a 1x1 map is a broadcast; this works for dynamic h, w.
         branches.append(pooled * keras.ops.ones_like(branches[0]))
         x = keras.ops.concatenate(branches, axis=-1)

@@ -7,7 +7,8 @@ Chen et al., "Encoder-Decoder with Atrous Separable Convolution", ECCV 2018:
     y = conv1x1_num_classes(fuse2(fuse1(concat(low, up))))     stride-4 logits
 
 fuse1/fuse2 are 3x3 convolutions at 256 channels with BatchNorm + ReLU
-(depthwise-separable by default, plain as an option).
+(depthwise-separable by default, plain as an option). Under a mixed-precision policy
+the classifier computes in float32, so the logits are float32 in every precision.
 
 Resizes use bilinear interpolation with ``align_corners=True`` as deeplab2 does: with
 inputs of size ``OS*k+1`` the corner pixels of every feature stride coincide, so the
@@ -122,7 +123,10 @@ class DeepLabV3PlusDecoder(keras.layers.Layer):
         self.fuse2 = ConvBNReLU(
             self.decoder_channels, 3, separable=self.separable, name="fuse2", **bn
         )
-        self.classifier = keras.layers.Conv2D(self.num_classes, 1, name="classifier")
+        # float32 under any mixed-precision policy: the logits feed softmax, loss and
+        # argmax, and cost one 1x1 conv to 4 channels.
+        self.classifier = keras.layers.Conv2D(self.num_classes, 1, name="classifier",
+                                              dtype="float32")
 
     def build(self, input_shape):
         """Builds the sub-layers for ``[low_level_shape, aspp_shape]``."""

@@ -47,6 +47,11 @@ def build_deeplab(
       sync_batchnorm: every BatchNormalization computes its training-mode statistics
         over the global batch across replicas (Keras ``synchronized=True``).
 
+    The layers take their dtype policy from the global Keras policy at build time
+    (`sercseg_tf.training.precision`): under ``mixed_bfloat16`` the convolutions run in
+    bfloat16 on float32 weights; BatchNorm statistics, the classifier and the logits stay
+    float32.
+
     Returns:
       ``keras.Model`` mapping float32 ``[B, H, W, 3]`` preprocessed images
       (`sercseg_tf.model.preprocessing.preprocess_images`) of any size to float32
@@ -66,5 +71,5 @@ def build_deeplab(
     logits = DeepLabV3PlusDecoder(
         num_classes=num_classes, separable=decoder_separable, name=DECODER_LAYER, **bn
     )([features["low_level"], aspp])
-    logits = ResizeLike(name=LOGITS_LAYER)([logits, inputs])
+    logits = ResizeLike(name=LOGITS_LAYER, dtype="float32")([logits, inputs])
     return keras.Model(inputs, logits, name=name)

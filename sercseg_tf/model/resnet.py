@@ -24,6 +24,7 @@ from __future__ import annotations
 import keras
 
 from sercseg_tf.formats import SAMPLE_IMAGE
+from sercseg_tf.model import fast_layers
 
 # Keras Applications ResNet-50: (stage name, bottleneck filters, blocks, nominal stride).
 RESNET50_STAGES: tuple[tuple[str, int, int, int], ...] = (
@@ -79,7 +80,7 @@ def stage_strides_and_rates(output_stride: int) -> dict[str, tuple[int, int]]:
 
 def _batch_norm(name: str, momentum: float, synchronized: bool) -> keras.layers.Layer:
     """A Keras Applications BatchNormalization (channels last, ``BN_EPSILON``)."""
-    return keras.layers.BatchNormalization(
+    return fast_layers.BatchNormalization(
         axis=-1, epsilon=BN_EPSILON, momentum=momentum, synchronized=synchronized, name=name
     )
 
@@ -100,19 +101,19 @@ def _bottleneck_block(
     """
     bn = {"momentum": bn_momentum, "synchronized": sync_batchnorm}
     if conv_shortcut:
-        shortcut = keras.layers.Conv2D(4 * filters, 1, strides=stride, name=f"{name}_0_conv")(x)
+        shortcut = fast_layers.Conv2D(4 * filters, 1, strides=stride, name=f"{name}_0_conv")(x)
         shortcut = _batch_norm(f"{name}_0_bn", **bn)(shortcut)
     else:
         shortcut = x
-    x = keras.layers.Conv2D(filters, 1, strides=stride, name=f"{name}_1_conv")(x)
+    x = fast_layers.Conv2D(filters, 1, strides=stride, name=f"{name}_1_conv")(x)
     x = _batch_norm(f"{name}_1_bn", **bn)(x)
     x = keras.layers.Activation("relu", name=f"{name}_1_relu")(x)
-    x = keras.layers.Conv2D(
+    x = fast_layers.Conv2D(
         filters, 3, padding="same", dilation_rate=rate, name=f"{name}_2_conv"
     )(x)
     x = _batch_norm(f"{name}_2_bn", **bn)(x)
     x = keras.layers.Activation("relu", name=f"{name}_2_relu")(x)
-    x = keras.layers.Conv2D(4 * filters, 1, name=f"{name}_3_conv")(x)
+    x = fast_layers.Conv2D(4 * filters, 1, name=f"{name}_3_conv")(x)
     x = _batch_norm(f"{name}_3_bn", **bn)(x)
     x = keras.layers.Add(name=f"{name}_add")([shortcut, x])
     return keras.layers.Activation("relu", name=f"{name}_out")(x)
@@ -141,7 +142,7 @@ def resnet50_features(
     """
     plan = stage_strides_and_rates(output_stride)
     x = keras.layers.ZeroPadding2D(padding=((3, 3), (3, 3)), name="conv1_pad")(inputs)
-    x = keras.layers.Conv2D(64, 7, strides=2, name="conv1_conv")(x)
+    x = fast_layers.Conv2D(64, 7, strides=2, name="conv1_conv")(x)
     x = _batch_norm("conv1_bn", bn_momentum, sync_batchnorm)(x)
     x = keras.layers.Activation("relu", name="conv1_relu")(x)
     x = keras.layers.ZeroPadding2D(padding=((1, 1), (1, 1)), name="pool1_pad")(x)

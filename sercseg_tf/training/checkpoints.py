@@ -43,9 +43,17 @@ def model_variables(model: keras.Model) -> dict[str, tf.Variable]:
 
 def make_checkpoint(model: keras.Model,
                     optimizer: keras.optimizers.Optimizer | None = None) -> tf.train.Checkpoint:
-    """``tf.train.Checkpoint`` of all model weights (by path) and, if given, the optimizer."""
+    """``tf.train.Checkpoint`` of all model weights (by path) and, if given, the optimizer.
+
+    A ``LossScaleOptimizer`` (float16 training) is saved as its inner optimizer, so a
+    checkpoint has the same structure in every precision and a run can resume in
+    another one; the dynamic loss scale is not saved (it restarts at its initial value
+    and re-adapts within a few steps).
+    """
     if optimizer is None:
         return tf.train.Checkpoint(model=model_variables(model))
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        optimizer = optimizer.inner_optimizer
     return tf.train.Checkpoint(model=model_variables(model), optimizer=optimizer)
 
 

@@ -39,7 +39,7 @@ from sercseg_tf import formats, labels, layout
 from sercseg_tf.config import ExperimentConfig, save_config
 from sercseg_tf.data import dataset as dataset_lib
 from sercseg_tf.data import tfrecord
-from sercseg_tf.training import checkpoints, distribute, evaluator, modeling, summaries
+from sercseg_tf.training import checkpoints, distribute, evaluator, modeling, precision, summaries
 from sercseg_tf.training.losses import masked_cross_entropy_sums
 from sercseg_tf.training.optimizer import make_optimizer
 from sercseg_tf.training.summaries import HistoryCsv
@@ -66,8 +66,9 @@ def make_train_step(strategy: tf.distribute.Strategy, model: keras.Model,
             logits = model(images, training=True)
             ce_sum, _ = masked_cross_entropy_sums(label, logits)
             loss = ce_sum / tf.maximum(global_count, 1.0)
+            scaled_loss = optimizer.scale_loss(loss)  # loss scaling (float16); else identity
         variables = model.trainable_variables
-        grads = tape.gradient(loss, variables)
+        grads = tape.gradient(scaled_loss, variables)
         optimizer.apply_gradients(zip(grads, variables, strict=True))
         return loss
 
@@ -168,7 +169,7 @@ def _build_and_restore(config: ExperimentConfig, strategy: tf.distribute.Strateg
     """
     with strategy.scope():
         model = modeling.build_model(config)
-        optimizer = make_optimizer(config)
+        optimizer = make_optimizer(config, loss_scaling=precision.uses_float16(model))
         optimizer.build(model.trainable_variables)
     ckpt = checkpoints.make_checkpoint(model, optimizer)
     manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir),

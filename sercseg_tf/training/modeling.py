@@ -9,6 +9,7 @@ from absl import logging
 from sercseg_tf import labels
 from sercseg_tf.config import ExperimentConfig
 from sercseg_tf.model import deeplab, init
+from sercseg_tf.training import precision
 
 
 def build_model(config: ExperimentConfig, load_init_weights: bool = True) -> keras.Model:
@@ -22,11 +23,12 @@ def build_model(config: ExperimentConfig, load_init_weights: bool = True) -> ker
     moving-average momentum is ``config.bn_momentum``: with 0.99 the inference-mode
     statistics of a randomly initialised network still lag the training statistics after
     a few hundred steps (the held-out prediction is then all background), so short CPU
-    runs use 0.9.
+    runs use 0.9. The layers compute in ``config.precision`` (`precision.resolve`; the
+    weights are float32 in every precision, so any checkpoint loads into any precision).
 
     Args:
       config: the experiment config (output_stride, aspp_dropout, decoder_separable,
-        sync_batchnorm, bn_momentum, init_checkpoint).
+        sync_batchnorm, bn_momentum, init_checkpoint, precision).
       load_init_weights: load ``config.init_checkpoint`` into the backbone (training);
         False when the weights come from a checkpoint anyway (evaluation, export).
 
@@ -36,14 +38,15 @@ def build_model(config: ExperimentConfig, load_init_weights: bool = True) -> ker
     Raises:
       FileNotFoundError: ``init_checkpoint`` names a file that does not exist.
     """
-    model = deeplab.build_deeplab(
-        num_classes=labels.NUM_CLASSES,
-        output_stride=config.output_stride,
-        aspp_dropout=config.aspp_dropout,
-        decoder_separable=config.decoder_separable,
-        bn_momentum=float(config.bn_momentum),
-        sync_batchnorm=bool(config.sync_batchnorm),
-    )
+    with precision.policy_scope(precision.resolve(config.precision)):
+        model = deeplab.build_deeplab(
+            num_classes=labels.NUM_CLASSES,
+            output_stride=config.output_stride,
+            aspp_dropout=config.aspp_dropout,
+            decoder_separable=config.decoder_separable,
+            bn_momentum=float(config.bn_momentum),
+            sync_batchnorm=bool(config.sync_batchnorm),
+        )
     if load_init_weights:
         path = config.init_checkpoint_path
         loaded = init.load_imagenet_weights(model, path)

@@ -6,6 +6,13 @@ n_k = floor(t_k * fps + 0.5) (round half up). Frames are read sequentially with
 grab/retrieve, because seeking (CAP_PROP_POS_FRAMES) is unreliable in WMV/ASF files.
 Files reporting an implausible rate (> MAX_PLAUSIBLE_FPS, e.g. an ASF 1000 fps time
 base) fall back to frame timestamps: the first frame with pts >= t_k.
+
+A truncated file (a copy that stopped, a recorder that crashed) decodes up to where
+its data ends. After the last decodable frame `iter_frames` compares the seconds read
+with the duration the file declares (`declared_seconds`: the container's frame count,
+or for WMV/ASF the play duration in its header, since FFmpeg reports no usable count
+for a cut ASF file) and raises `VideoTruncatedError` with both, so no caller accepts
+13 of 43 seconds silently.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from __future__ import annotations
 import math
 import os
 import re
+import struct
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -20,6 +29,7 @@ import cv2
 import numpy as np
 
 from sercseg_tf import atomic_io, labels
+from sercseg_tf.fault_points import fault_point
 
 # Container extension -> FourCC used by write_video.
 FOURCC_BY_EXTENSION: dict[str, str] = {
@@ -31,6 +41,12 @@ VIDEO_EXTENSIONS: tuple[str, ...] = (".wmv", ".avi", ".mp4")
 # Above this reported rate (e.g. ASF's 1000 fps time base) frames are picked by timestamp.
 MAX_PLAUSIBLE_FPS = 240.0
 _CASE_DIR = re.compile(r"^case(\d+)$", re.IGNORECASE)
+# A video counts as truncated when more than this many frames of its declared length
+# could not be decoded.
+TRUNCATION_TOLERANCE_FRAMES = 2
+# ASF (WMV) header object and file-properties object GUIDs (ASF specification 3.1, 3.2).
+_ASF_HEADER = uuid.UUID("75B22630-668E-11CF-A6D9-00AA0062CE6C").bytes_le
+_ASF_FILE_PROPERTIES = uuid.UUID("8CABDCA1-A947-11CF-8EE4-00C00C205365").bytes_le
 
 
 class VideoError(RuntimeError):
@@ -40,6 +56,24 @@ class VideoError(RuntimeError):
         self.path = Path(path)
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+
+class VideoTruncatedError(VideoError):
+    """The video's data ends before its declared duration (raised after its last frame).
+
+    Attributes:
+      seconds_read: time of the end of the last decodable frame.
+      seconds_declared: the duration the file's header declares.
+      frames_yielded: sampled frames `iter_frames` yielded before raising.
+    """
+
+    def __init__(self, path: os.PathLike | str, seconds_read: float, seconds_declared: float,
+                 frames_yielded: int):
+        self.seconds_read = seconds_read
+        self.seconds_declared = seconds_declared
+        self.frames_yielded = frames_yielded
+        super().__init__(path, f"truncated: readable up to {seconds_read:.1f} s of "
+                               f"{seconds_declared:.1f} s ({frames_yielded} frames sampled)")
 
 
 def write_video(
@@ -91,6 +125,50 @@ def write_video(
     return count
 
 
+def _asf_duration(path: Path) -> float | None:
+    """Play duration minus preroll (seconds) from a WMV/ASF header, None if not ASF.
+
+    File Properties Object layout (ASF spec 3.2): GUID, size (8), file id (16), file
+    size (8), creation date (8), data packets (8), play duration (8, 100 ns units),
+    send duration (8), preroll (8, ms).
+    """
+    with open(path, "rb") as f:
+        head = f.read(256 * 1024)
+    if not head.startswith(_ASF_HEADER):
+        return None
+    i = head.find(_ASF_FILE_PROPERTIES)
+    if i < 0 or i + 88 > len(head):
+        return None
+    play, _, preroll = struct.unpack_from("<QQQ", head, i + 64)
+    return max(play / 1e7 - preroll / 1e3, 0.0)
+
+
+def declared_seconds(path: os.PathLike | str, cap: cv2.VideoCapture, fps: float
+                     ) -> float | None:
+    """The duration a video file declares: frame count / fps, or the ASF header's.
+
+    Returns:
+      Seconds, or None when the file declares nothing usable.
+    """
+    count = float(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    if math.isfinite(count) and 0 < count < 1e9 and 0 < fps <= MAX_PLAUSIBLE_FPS:
+        return count / fps
+    return _asf_duration(Path(path))
+
+
+def _check_complete(path: Path, cap: cv2.VideoCapture, fps: float, frames_decoded: int,
+                    seconds_read: float, yielded: int) -> None:
+    """Raises `VideoTruncatedError` if frames are missing from the declared length."""
+    declared = declared_seconds(path, cap, fps)
+    if declared is None or yielded == 0:
+        return
+    declared_frames = declared * fps if fps <= MAX_PLAUSIBLE_FPS else declared
+    read = frames_decoded if fps <= MAX_PLAUSIBLE_FPS else seconds_read
+    tolerance = TRUNCATION_TOLERANCE_FRAMES if fps <= MAX_PLAUSIBLE_FPS else 0.5
+    if declared_frames - read > tolerance:
+        raise VideoTruncatedError(path, seconds_read, declared, yielded)
+
+
 def frame_index_at(time_s: float, fps: float) -> int:
     """Returns the video frame shown at time t: floor(t * fps + 0.5)."""
     return int(math.floor(time_s * fps + 0.5 + 1e-9))
@@ -111,6 +189,8 @@ def iter_frames(
 
     Raises:
       VideoError: missing/unreadable file, unknown frame rate, or no decodable frame.
+      VideoTruncatedError: after the last decodable frame, when the file's data ends
+        before its declared duration.
     """
     path = Path(video_path)
     if every_seconds <= 0:
@@ -133,13 +213,13 @@ def iter_frames(
         while True:
             t = k * every_seconds
             wanted = frame_index_at(t, fps)
-            while position < wanted:
-                if not cap.grab():
-                    return _finish(path, k)
+            while position < wanted and cap.grab():
                 position += 1
-            ok, bgr = cap.read()
+            ok, bgr = cap.read() if position == wanted else (False, None)
             if not ok or bgr is None:
-                return _finish(path, k)
+                _finish(path, k)
+                _check_complete(path, cap, fps, position, position / fps, k)
+                return
             position += 1
             yield k, float(t), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             k += 1
@@ -152,6 +232,7 @@ def _iter_by_timestamp(
 ) -> Iterator[tuple[int, float, np.ndarray]]:
     """Fallback when the frame rate is implausible: the first frame with pts >= t_k."""
     k = 0
+    ts = 0.0
     while cap.grab():
         ts = float(cap.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
         t = k * every_seconds
@@ -162,6 +243,7 @@ def _iter_by_timestamp(
             yield k, float(t), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             k += 1
     _finish(path, k)
+    _check_complete(path, cap, float(cap.get(cv2.CAP_PROP_FPS)), 0, ts, k)
 
 
 def _finish(path: Path, count: int) -> None:
@@ -186,30 +268,47 @@ def extract_frames(
     output_dir: os.PathLike | str,
     every_seconds: float = 1.0,
     name: str | None = None,
+    allow_truncated: bool = False,
 ) -> list[Path]:
     """Writes one PNG every `every_seconds` to OUTPUT_DIR/<name>/frame_NNNN.png.
+
+    The case folder is written as a whole into a hidden sibling and swapped in when
+    complete (`atomic_io.atomic_dir`): an existing folder is replaced, never mixed with
+    older frames, and a failure or kill leaves it as it was.
 
     Args:
       video_path: input video.
       output_dir: root output folder.
       every_seconds: sampling period (the paper used 1 s).
       name: case folder name; default `video_case_name(video_path)`.
+      allow_truncated: write the frames of a truncated video (its
+        `VideoTruncatedError` is raised after they are in place) instead of nothing.
 
     Returns:
       The PNG paths written, in order.
 
     Raises:
-      VideoError: as `iter_frames`, or a PNG cannot be written.
+      VideoError: as `iter_frames`, or a PNG cannot be written; nothing is written.
+      VideoTruncatedError: the video is truncated; with ``allow_truncated`` after its
+        frames were written, else with the case folder left as it was.
     """
     name = name or video_case_name(video_path)
     out_dir = Path(output_dir) / name
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    for k, _, rgb in iter_frames(video_path, every_seconds):
-        target = out_dir / f"frame_{k:04d}.png"
-        write_png(target, rgb)
-        written.append(target)
-    return written
+    names: list[str] = []
+    truncated: VideoTruncatedError | None = None
+    with atomic_io.atomic_dir(out_dir) as tmp:
+        try:
+            for k, _, rgb in iter_frames(video_path, every_seconds):
+                names.append(f"frame_{k:04d}.png")
+                write_png(tmp / names[-1], rgb)
+                fault_point("extract_frames.frame_written")
+        except VideoTruncatedError as err:
+            if not allow_truncated:
+                raise
+            truncated = err
+    if truncated is not None:
+        raise truncated
+    return [out_dir / n for n in names]
 
 
 def write_png(path: os.PathLike | str, rgb: np.ndarray) -> None:

@@ -57,9 +57,9 @@ def run_evaluation(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
     from sercseg_tf.training import checkpoints, evaluator
 
     _, held_out = dataset_lib.fold_cases(tfrecord_dir, fold)
-    atomic_io.check_writable(layout.eval_dir(model_dir, fold))
     tfrecord.verify_shards(tfrecord_dir, [held_out])
     model, _ = checkpoints.restore_model(config, model_dir, fold)
+    atomic_io.check_writable(layout.eval_dir(model_dir, fold))  # before, not after, the work
     result = evaluator.evaluate_heldout(model, config,
                                       evaluator.heldout_dataset(tfrecord_dir, held_out))
     columns = ["case", "frame", "filename", *evaluator.IOU_COLUMNS]

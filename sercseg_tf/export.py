@@ -45,8 +45,8 @@ def run_export(config: ExperimentConfig, model_dir: str | os.PathLike, fold: int
     from sercseg_tf.model import inference
     from sercseg_tf.training import checkpoints
 
-    atomic_io.check_writable(layout.fold_dir(model_dir, fold))
     model, _ = checkpoints.restore_model(config, model_dir, fold)
+    atomic_io.check_writable(layout.fold_dir(model_dir, fold))
     export_dir = layout.export_dir(model_dir, fold)
     # export_saved_model writes beside export_dir and swaps it in (atomic_io.atomic_dir).
     inference.export_saved_model(model, str(export_dir), image_scale=config.image_scale,

@@ -205,9 +205,17 @@ def replace_dir(new: str | os.PathLike, final: str | os.PathLike) -> pathlib.Pat
 
 
 def _real_target(final: str | os.PathLike) -> pathlib.Path:
-    """``final`` with symlinks resolved, so a swap replaces the folder, not the link."""
-    final = pathlib.Path(final)
-    return final.resolve() if final.is_symlink() else final
+    """``final`` made absolute, symlinks resolved: a swap replaces the folder, not a link.
+
+    Raises:
+      ValueError: ``final`` is the current folder or a file-system root (a swap would
+        pull the ground from under the process).
+    """
+    resolved = pathlib.Path(final).resolve()
+    if resolved == pathlib.Path.cwd().resolve() or resolved.parent == resolved:
+        raise ValueError(f"{final}: the current folder or a root cannot be replaced as a "
+                         "whole; give a sub-folder")
+    return resolved
 
 
 @contextlib.contextmanager

@@ -12,16 +12,16 @@ case folder without a number is an error (rename it, e.g. ``case05``): case ids 
 the leave-one-case-out folds and are never invented. Frame ids are the last integer
 of each JSON file name (``frame_0007.json`` -> 7), else the sorted position.
 
-Output: ``OUT/caseNN-SSSSS-of-NNNNN.tfrecord`` and ``OUT/manifest.json``. A run first
-removes the previous build in ``OUT``; shards are written under a temporary name and
-renamed when all are complete, the manifest last, so a failed run leaves no
-``*.tfrecord`` and no manifest. All annotations are validated before anything is
-written: each problem is printed on one line (file, shape index, reason) and the run
-exits 1, unless ``--skip_invalid`` writes the valid frames and lists the skipped ones
-(also in the manifest). LabelMe files written by ``predict --labelme`` and still
-marked ``predicted`` (not reviewed) are such problems unless ``--allow_predicted``.
-With the default ``--labelme_dir`` the synthetic set is generated first if it is
-absent. Ends by printing the paper's Table 1.
+Output: ``OUT/caseNN-SSSSS-of-NNNNN.tfrecord`` and ``OUT/manifest.json``. The build is
+written into a hidden sibling of ``OUT`` and swapped in for ``OUT`` when complete
+(`sercseg_tf.atomic_io.atomic_dir`), so a failed or killed run leaves the previous
+build in ``OUT`` complete and untouched; ``OUT`` must hold nothing but a build. All
+annotations are validated before anything is written: each problem is printed on one
+line (file, shape index, reason) and the run exits 1, unless ``--skip_invalid`` writes
+the valid frames and lists the skipped ones (also in the manifest). LabelMe files
+written by ``predict --labelme`` and still marked ``predicted`` (not reviewed) are such
+problems unless ``--allow_predicted``. With the default ``--labelme_dir`` the synthetic
+set is generated first if it is absent. Ends by printing the paper's Table 1.
 """
 
 from __future__ import annotations
@@ -87,9 +87,11 @@ def main(argv: Sequence[str]) -> int:
     except tfrecord.TFRecordBuildError as e:
         for line in e.problems:
             print(line, file=sys.stderr)
+        hint = "fix them, or pass --skip_invalid" if e.skippable and not FLAGS.skip_invalid \
+            else "fix them"
         print(
-            f"error: {len(e.problems)} problem(s); no TFRecords written "
-            "(fix them, or pass --skip_invalid)",
+            f"error: {len(e.problems)} problem(s); no TFRecords written, "
+            f"{output_dir} unchanged ({hint})",
             file=sys.stderr,
         )
         return 1

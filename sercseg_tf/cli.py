@@ -16,16 +16,24 @@ C++ log lines are hidden unless ``--verbose`` (`sercseg_tf.quiet.quiet_tensorflo
 C-level stderr silenced for the lines its libraries print while loading). `run` calls
 a command's ``main(argv)`` in-process with a list of arguments and returns its exit
 status (tests use it).
+
+Signals: `sigterm_as_interrupt` makes SIGTERM (a scheduler's stop) behave like Ctrl-C,
+so the commands that train save and exit 130 on either; `deferred_interrupts` holds
+Ctrl-C / SIGTERM back while a checkpoint is written, so a second Ctrl-C cannot cut a
+save in half.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from sercseg_tf import quiet
 
@@ -123,3 +131,40 @@ def run(main: Callable[[list[str]], int], argv: Sequence[str], prog: str = "serc
         return int(_with_logging(main, tensorflow)(rest) or 0)
     finally:
         FLAGS.unparse_flags()
+
+
+def _raise_interrupt(signum, frame):  # noqa: ARG001
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def sigterm_as_interrupt() -> None:
+    """Makes SIGTERM raise KeyboardInterrupt, as Ctrl-C does (main thread only)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+@contextlib.contextmanager
+def deferred_interrupts(reraise: bool = True) -> Iterator[None]:
+    """Holds SIGINT / SIGTERM back during the block (e.g. while a checkpoint is written).
+
+    A signal that arrives is logged and, with ``reraise``, raised as KeyboardInterrupt
+    once the block has finished; without ``reraise`` (the save that an interrupt
+    itself started) it is dropped. Outside the main thread the block runs unguarded.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def remember(signum, frame):  # noqa: ARG001
+        received.append(signum)
+        logging.warning("signal %d: a checkpoint is being written; stopping after it", signum)
+
+    previous = {s: signal.signal(s, remember) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received and reraise:
+        raise KeyboardInterrupt(f"signal {received[0]}")

@@ -6,6 +6,12 @@ is an error naming the file and the key. Every key is also an absl flag of the s
 on ``train``, ``evaluate`` and ``export`` (defined once, in `define_flags`); a flag given
 on the command line overrides the file.
 
+A run remembers its config: ``train`` writes ``MODEL_DIR/fold_NN/config.yaml``, and every
+command working on that fold (`run_config`) starts from it when ``--config`` is not
+given. The keys in `ARCHITECTURE_KEYS` define what the checkpoint's weights compute; a
+``--config`` or flag that contradicts one of them is a `ConfigError` naming both values,
+never a silent rebuild of another model.
+
 No TensorFlow import here, so the module loads in milliseconds.
 """
 
@@ -25,6 +31,10 @@ DEFAULT_CONFIG = REPO_ROOT / "configs" / "paper.yaml"
 
 # Values of `init_checkpoint` that mean "random initialisation" (compared lower-cased).
 RANDOM_INIT = ("", "none", "null")
+# Keys that define the trained model: the network (output stride, ASPP dropout, decoder
+# convolutions) and the frame scale it was trained at (applied again at inference).
+# Everything else (steps, learning rate, logging, evaluation) may change between runs.
+ARCHITECTURE_KEYS = ("output_stride", "aspp_dropout", "decoder_separable", "image_scale")
 # tf.distribute strategies of --strategy (built by `sercseg_tf.training.distribute`).
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 # Values of `precision` (resolved by `sercseg_tf.training.precision`) and `lr_schedule`.
@@ -325,7 +335,9 @@ def define_flags(flag_values: Any = None) -> None:
         if name not in fv:
             fn(name, default, help_text, flag_values=fv)
 
-    define(flags.DEFINE_string, "config", str(DEFAULT_CONFIG), "Flat YAML config file.")
+    define(flags.DEFINE_string, "config", None,
+           "Flat YAML config file; default: the fold's saved config.yaml if the run "
+           "exists, else configs/paper.yaml.")
     define(flags.DEFINE_string, "tfrecord_dir", "data/tfrecords",
            "Folder with per-case TFRecord shards and manifest.json.")
     define(flags.DEFINE_string, "model_dir", "runs",
@@ -395,5 +407,72 @@ def config_from_flags(flag_values: Any = None) -> ExperimentConfig:
     from absl import flags
 
     fv = flag_values if flag_values is not None else flags.FLAGS
-    overrides = {name: fv[name].value for name in CONFIG_FIELDS if fv[name].value is not None}
-    return load_config(fv.config, overrides)
+    return load_config(fv.config or DEFAULT_CONFIG, _flag_overrides(fv))
+
+
+def _flag_overrides(fv: Any) -> dict[str, Any]:
+    return {name: fv[name].value for name in CONFIG_FIELDS if fv[name].value is not None}
+
+
+def check_architecture(saved: ExperimentConfig, cfg: ExperimentConfig, saved_source: str,
+                       source: str) -> None:
+    """Raises ConfigError if ``cfg`` contradicts an `ARCHITECTURE_KEYS` value of ``saved``.
+
+    The message names the key, both values and both sources, e.g. ``runs/fold_05/
+    config.yaml: the run was trained with output_stride=32, but configs/paper.yaml asks
+    for 16; ...``.
+    """
+    for key in ARCHITECTURE_KEYS:
+        trained, asked = getattr(saved, key), getattr(cfg, key)
+        if trained != asked:
+            raise ConfigError(
+                f"{saved_source}: the run was trained with {key}={trained!r}, but {source} "
+                f"asks for {asked!r}; leave out --config and the flag (the run's config is "
+                "used) or use another --model_dir")
+
+
+def check_run_config(cfg: ExperimentConfig, saved_path: str | os.PathLike,
+                     source: str = "the given config") -> None:
+    """`check_architecture` of ``cfg`` against a run's saved config, if there is one."""
+    saved_path = pathlib.Path(saved_path)
+    if saved_path.is_file():
+        check_architecture(load_config(saved_path), cfg, str(saved_path), source)
+
+
+def run_config(saved_path: str | os.PathLike, config_file: str | os.PathLike | None,
+               overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """The config of a command working on an existing (or new) run.
+
+    Args:
+      saved_path: the run's ``config.yaml`` (`sercseg_tf.layout.config_path`).
+      config_file: ``--config``; None when not given.
+      overrides: command-line values of config keys.
+
+    Returns:
+      ``config_file`` (or, when None, the saved config; or `DEFAULT_CONFIG` for a new
+      run) with the overrides applied.
+
+    Raises:
+      ConfigError: invalid file or value, or an architecture key that contradicts the
+        saved config (`check_architecture`).
+    """
+    saved_path = pathlib.Path(saved_path)
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if not saved_path.is_file():
+        return load_config(config_file or DEFAULT_CONFIG, overrides)
+    if config_file is None:
+        cfg, source = load_config(saved_path, overrides), "the command line"
+    else:
+        cfg = load_config(config_file, overrides)
+        source = f"{config_file}{' + command line' if overrides else ''}"
+    check_architecture(load_config(saved_path), cfg, str(saved_path), source)
+    return cfg
+
+
+def run_config_from_flags(saved_path: str | os.PathLike, flag_values: Any = None
+                          ) -> ExperimentConfig:
+    """`run_config` from ``--config`` (None when not given) and the config-key flags."""
+    from absl import flags
+
+    fv = flag_values if flag_values is not None else flags.FLAGS
+    return run_config(saved_path, fv.config, _flag_overrides(fv))

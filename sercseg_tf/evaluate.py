@@ -10,7 +10,11 @@ with `inference.predict_logits` (``image_scale`` applied inside), scores each fr
   (one row of the paper's Table 2), also printed.
 
 Takes the same ``--config``, ``--tfrecord_dir``, ``--model_dir``, ``--fold`` and
-config-key flags as `sercseg_tf.train`.
+config-key flags as `sercseg_tf.train`; without ``--config`` the run's saved
+``config.yaml`` is used, and a value contradicting its architecture is an error
+(`sercseg_tf.config.run_config`). Before the evaluation starts, the held-out shards are
+checked against the manifest (a truncated shard or a missing frame is an error naming
+the shard) and the output folder for being writable.
 """
 
 from __future__ import annotations
@@ -44,15 +48,21 @@ def run_evaluation(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
 
     Raises:
       FileNotFoundError: no checkpoint or no held-out shard.
+      ValueError: a held-out shard is truncated or disagrees with the manifest, or the
+        config contradicts the run's architecture.
+      OSError: the fold's ``eval`` folder cannot be written.
     """
     from sercseg_tf.data import dataset as dataset_lib
+    from sercseg_tf.data import tfrecord
     from sercseg_tf.training import checkpoints, evaluator
 
     _, held_out = dataset_lib.fold_cases(tfrecord_dir, fold)
     if held_out is None:
         raise ValueError("fold 0 (--all_cases) trained on every case: no held-out case to "
                          "evaluate; the folds 1..N measure the method")
+    tfrecord.verify_shards(tfrecord_dir, [held_out])
     model, _ = checkpoints.restore_model(config, model_dir, fold)
+    atomic_io.check_writable(layout.eval_dir(model_dir, fold))  # before, not after, the work
     result = evaluator.evaluate_heldout(model, config,
                                       evaluator.heldout_dataset(tfrecord_dir, held_out))
     columns = ["case", "frame", "filename", *evaluator.IOU_COLUMNS]
@@ -75,9 +85,10 @@ def main(argv: list[str]) -> int:
         print("evaluate: --fold is required (the held-out case id)", file=sys.stderr)
         return 2
     try:
-        config = config_lib.config_from_flags()
+        config = config_lib.run_config_from_flags(
+            layout.config_path(FLAGS.model_dir, FLAGS.fold))
         per_image = run_evaluation(config, FLAGS.tfrecord_dir, FLAGS.model_dir, FLAGS.fold)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, OSError, ValueError) as e:
         print(f"evaluate: {e}", file=sys.stderr)
         return 1
     out_dir = layout.eval_dir(FLAGS.model_dir, FLAGS.fold)

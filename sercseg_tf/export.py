@@ -4,7 +4,9 @@ Restores the latest checkpoint of ``MODEL_DIR/fold_05`` and writes
 ``MODEL_DIR/fold_05/export/`` with `inference.export_saved_model`: ``serving_default``
 takes ``images: uint8[B,H,W,3]`` of any size and returns ``semantic_pred: int32[B,H,W]``
 and ``semantic_probs: float32[B,H,W,4]`` (preprocessing, ``image_scale`` and padding are
-inside the graph). The export is written beside the target and renamed when complete.
+inside the graph). The export is written into a hidden sibling and swapped in when
+complete (`sercseg_tf.atomic_io.atomic_dir`): a failed or killed export leaves the
+previous one intact.
 
 The export carries a model card, ``export/assets/model_card.json`` (`sercseg_tf.model_card`):
 classes and colours, the config, the training frame size and scales, the fold (0 = every
@@ -14,7 +16,9 @@ training facts come from ``fold_NN/training_data.json`` (written by train), else
 the manifest in ``--tfrecord_dir``.
 
 Takes the same ``--config``, ``--tfrecord_dir``, ``--model_dir``, ``--fold`` and
-config-key flags as `sercseg_tf.train`.
+config-key flags as `sercseg_tf.train`; without ``--config`` the run's saved
+``config.yaml`` is used, and a value contradicting its architecture is an error
+(`sercseg_tf.config.run_config`).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 
 from absl import flags, logging
 
-from sercseg_tf import cli, layout, model_card
+from sercseg_tf import atomic_io, cli, layout, model_card
 from sercseg_tf import config as config_lib
 from sercseg_tf.config import ConfigError, ExperimentConfig
 
@@ -88,16 +92,19 @@ def run_export(config: ExperimentConfig, model_dir: str | os.PathLike, fold: int
 
     Raises:
       FileNotFoundError: the fold has no checkpoint.
+      ValueError: the config contradicts the run's architecture or checkpoint.
+      OSError: the fold folder cannot be written.
     """
     from sercseg_tf.model import inference
     from sercseg_tf.training import checkpoints
 
     model, _ = checkpoints.restore_model(config, model_dir, fold)
+    atomic_io.check_writable(layout.fold_dir(model_dir, fold))
     card = model_card.build_card(config.to_dict(),
                                  _training_facts(model_dir, fold, tfrecord_dir), fold,
                                  held_out_iou(model_dir, fold), um_per_px)
     export_dir = layout.export_dir(model_dir, fold)
-    # export_saved_model writes beside export_dir and renames (atomic replace).
+    # export_saved_model writes beside export_dir and swaps it in (atomic_io.atomic_dir).
     inference.export_saved_model(model, str(export_dir), image_scale=config.image_scale,
                                  output_stride=config.output_stride, model_card=card)
     return export_dir
@@ -110,9 +117,9 @@ def main(argv: list[str]) -> int:
     if fold is None:
         return 2
     try:
-        config = config_lib.config_from_flags()
+        config = config_lib.run_config_from_flags(layout.config_path(FLAGS.model_dir, fold))
         path = run_export(config, FLAGS.model_dir, fold, FLAGS.tfrecord_dir, FLAGS.um_per_px)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, OSError, ValueError) as e:
         print(f"export: {e}", file=sys.stderr)
         return 1
     print(f"SavedModel written to {path} (model card: {model_card.card_path(path)})")

@@ -8,9 +8,14 @@ Usage:
 
 `.../case05/video.wmv` -> OUTPUT_DIR/case05/frame_0000.png, ...; other videos use their
 file stem as the case folder. Frame k is the video frame at t = k * every_seconds
-(index round(t * fps)). An unreadable video is one error line naming it (exit 1). A
-video that stops decoding before its declared length gets a one-line warning with the
-seconds actually read (``--strict``: exit 1).
+(index round(t * fps)). A case folder is replaced as a whole when its video is done
+(old frames never stay beside new ones; a failure or kill leaves it as it was).
+
+Exit status: 0 when every video was read; 1 when a video is unreadable (one error line
+naming it; the other videos are still extracted). A video that stops decoding before
+its declared length (truncated) gets a one-line warning with the seconds actually read
+and its frames are written; ``--strict`` makes that an error instead: exit 1, its case
+folder left as it was.
 """
 
 from __future__ import annotations
@@ -33,17 +38,7 @@ def define_flags() -> None:
     cli.define_flag("boolean", "progress", True,
                     "Progress bars on a terminal (--noprogress: off).")
     cli.define_flag("boolean", "strict", False,
-                    "Exit 1 if an input failed or was truncated.")
-
-
-def truncation_note(path: str, written: int, every_seconds: float) -> str | None:
-    """``"PATH: truncated: read X of Y s"`` when fewer frames came than declared, else None."""
-    info = video.probe(path)
-    expected = video.expected_samples(info, every_seconds)
-    if expected is None or written >= expected:
-        return None
-    return (f"{path}: truncated: read {written * every_seconds:.1f} of "
-            f"{info.duration_s:.1f} s ({written} of {expected} frames)")
+                    "A truncated video is an error (exit 1, its folder left as it was).")
 
 
 def main(argv: Sequence[str]) -> int:
@@ -61,25 +56,36 @@ def main(argv: Sequence[str]) -> int:
         dup = sorted({n for n in names if names.count(n) > 1})
         print(f"extract_frames: several videos map to the same case folder: {dup}", file=sys.stderr)
         return 2
-    total, truncated = 0, 0
+    total, failed = 0, 0
     start = time.perf_counter()
     for path, name in zip(videos, names, strict=True):
-        try:
-            written = video.extract_frames(path, FLAGS.output_dir, FLAGS.every_seconds, name=name,
-                                           progress=FLAGS.progress)
-        except video.VideoError as err:
-            print(f"extract_frames: {err}", file=sys.stderr)
-            return 1
-        total += len(written)
-        print(f"{path}: {len(written)} frames -> {FLAGS.output_dir}/{name}", file=sys.stderr)
-        note = truncation_note(path, len(written), FLAGS.every_seconds)
-        if note:
-            truncated += 1
-            print(f"extract_frames: warning: {note}", file=sys.stderr)
+        written, ok = _extract_one(path, name)
+        total += written
+        failed += not ok
     elapsed = time.perf_counter() - start
-    print(f"extract_frames: {total} frames from {len(videos)} videos in {elapsed:.1f} s",
-          file=sys.stderr)
-    return 1 if FLAGS.strict and truncated else 0
+    print(f"extract_frames: {total} frames from {len(videos) - failed} of {len(videos)} "
+          f"videos in {elapsed:.1f} s", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _extract_one(path: str, name: str) -> tuple[int, bool]:
+    """Extracts one video; prints its line. Returns (frames written, counted as success)."""
+    target = f"{FLAGS.output_dir}/{name}"
+    try:
+        written = video.extract_frames(path, FLAGS.output_dir, FLAGS.every_seconds, name=name,
+                                       progress=FLAGS.progress, allow_truncated=not FLAGS.strict)
+    except video.VideoTruncatedError as err:
+        if not FLAGS.strict:
+            print(f"extract_frames: warning: {err}; {err.frames_read} frames -> {target}",
+                  file=sys.stderr)
+            return err.frames_read, True
+        print(f"extract_frames: {err}; {target} left as it was (--strict)", file=sys.stderr)
+        return 0, False
+    except (video.VideoError, OSError) as err:
+        print(f"extract_frames: {err}", file=sys.stderr)
+        return 0, False
+    print(f"{path}: {len(written)} frames -> {target}", file=sys.stderr)
+    return len(written), True
 
 
 def run(argv: Sequence[str]) -> int:

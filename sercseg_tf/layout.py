@@ -4,8 +4,8 @@ A leave-one-case-out run lives in ``MODEL_DIR``::
 
   MODEL_DIR/fold_05/config.yaml                         the run's config (train writes it)
   MODEL_DIR/fold_05/training_data.json                  what it trains on (`model_card`)
+  MODEL_DIR/fold_05/.lock                               pid + host of the writer (run_lock)
   MODEL_DIR/fold_05/checkpoints/ckpt-N.*                tf.train.CheckpointManager
-  MODEL_DIR/fold_05/checkpoints/worker_tmp_T/           non-chief worker T; removed at end
   MODEL_DIR/fold_05/train/{events,history.csv}          TensorBoard + step, loss
   MODEL_DIR/fold_05/eval/{events,history.csv}           periodic held-out evaluation
   MODEL_DIR/fold_05/eval/{iou.csv,iou_mean.csv}         `sercseg_tf.evaluate`
@@ -37,8 +37,8 @@ from sercseg_tf import atomic_io, labels
 
 CONFIG_YAML = "config.yaml"
 TRAINING_DATA_JSON = "training_data.json"
+LOCK_FILE = ".lock"
 CHECKPOINTS_SUBDIR = "checkpoints"
-WORKER_TMP_PREFIX = "worker_tmp_"
 TRAIN_SUBDIR = "train"
 EVAL_SUBDIR = "eval"
 EXPORT_SUBDIR = "export"
@@ -100,14 +100,9 @@ def checkpoint_dir(model_dir: str | os.PathLike, fold: int) -> pathlib.Path:
     return fold_dir(model_dir, fold) / CHECKPOINTS_SUBDIR
 
 
-def worker_checkpoint_dir(model_dir: str | os.PathLike, fold: int, task_id: int
-                          ) -> pathlib.Path:
-    """Returns ``MODEL_DIR/fold_NN/checkpoints/worker_tmp_T``, a non-chief worker's folder.
-
-    Every MultiWorkerMirrored worker must save; only the chief's checkpoints are kept,
-    the others write here and delete the folder at the end.
-    """
-    return checkpoint_dir(model_dir, fold) / f"{WORKER_TMP_PREFIX}{int(task_id)}"
+def lock_path(model_dir: str | os.PathLike, fold: int) -> pathlib.Path:
+    """Returns ``MODEL_DIR/fold_NN/.lock``, held by the process writing the fold."""
+    return fold_dir(model_dir, fold) / LOCK_FILE
 
 
 def train_dir(model_dir: str | os.PathLike, fold: int) -> pathlib.Path:

@@ -12,9 +12,15 @@ For each selected fold k (held-out case k):
    the images / label PNGs behind it (layout: `sercseg_tf.layout`).
 
 A fold is finished when its export and ``frames.csv`` exist; finished folds are skipped
-on a re-run (``force`` redoes them; training still resumes from its checkpoint). A fold
-that fails is logged with its traceback, recorded in ``MODEL_DIR/loocv_status.json`` and
-listed in the report; the other folds go on. At the end `sercseg_tf.report` writes
+on a re-run. ``force`` runs every stage of the selected folds again: training resumes
+from the fold's last checkpoint and continues to the config's ``num_steps`` (so
+``--force --num_steps N`` trains a finished fold on to step N; at N already, it trains
+no further), then evaluation, export and prediction are redone, each replacing its
+previous output atomically. Each fold runs under the fold's lock (`sercseg_tf.run_lock`)
+and with the fold's saved config unless one is given (`sercseg_tf.config.run_config`).
+A fold that fails is logged, recorded in ``MODEL_DIR/loocv_status.json`` and listed in
+the report; the other folds go on. Ctrl-C or SIGTERM saves the running fold's checkpoint,
+records it as "interrupted" and stops. At the end `sercseg_tf.report` writes
 ``MODEL_DIR/report/`` (tables, figures, index.html) for every fold with predictions.
 The command line is ``tools/run_loocv.py``.
 """
@@ -25,7 +31,6 @@ import dataclasses
 import math
 import os
 import pathlib
-import shutil
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -34,7 +39,8 @@ import numpy as np
 import pandas as pd
 from absl import logging
 
-from sercseg_tf import atomic_io, formats, labels, layout
+from sercseg_tf import atomic_io, formats, labels, layout, run_lock
+from sercseg_tf.fault_points import fault_point
 
 IMAGE_JPEG_QUALITY = 90
 
@@ -126,23 +132,34 @@ def predict_fold(export_path: str | os.PathLike, tfrecord_dir: str | os.PathLike
     """Predicts the held-out case of a fold with the exported SavedModel.
 
     Writes ``fold_NN/predict/{image,manual,auto}/NNNN.*`` and, last, ``frames.csv``
-    (atomically; its presence marks the predictions complete).
+    (its presence marks the predictions complete), all into a hidden sibling swapped in
+    for ``predict/`` at the end (`atomic_io.atomic_dir`): a failure or kill leaves the
+    previous predictions whole.
 
     Returns:
       The path of ``frames.csv``.
     """
+    from sercseg_tf.data import dataset, tfrecord
+
+    _, case_id = dataset.fold_cases(tfrecord_dir, fold)
+    tfrecord.verify_shards(tfrecord_dir, [case_id])
+    with atomic_io.atomic_dir(layout.predict_dir(model_dir, fold)) as tmp:
+        n = _predict_into(tmp, export_path, tfrecord_dir, fold, case_id, batch_size)
+    logging.info("fold %02d: predicted %d held-out frames of case %d", fold, n, case_id)
+    return layout.frames_csv(model_dir, fold)
+
+
+def _predict_into(pdir: pathlib.Path, export_path: str | os.PathLike,
+                  tfrecord_dir: str | os.PathLike, fold: int, case_id: int,
+                  batch_size: int) -> int:
+    """`predict_fold`'s work, into the (temporary) folder ``pdir``; returns #frames."""
     from tqdm import tqdm
 
-    from sercseg_tf.data import dataset
     from sercseg_tf.model import inference
     from sercseg_tf.predict import Frame, batched_predictions
 
-    _, case_id = dataset.fold_cases(tfrecord_dir, fold)
     serving_fn = inference.load_serving_fn(export_path)
-    pdir = layout.predict_dir(model_dir, fold)
-    layout.frames_csv(model_dir, fold).unlink(missing_ok=True)
     for sub in (layout.IMAGE_SUBDIR, layout.MANUAL_SUBDIR, layout.AUTO_SUBDIR):
-        shutil.rmtree(pdir / sub, ignore_errors=True)
         (pdir / sub).mkdir(parents=True)
     samples: dict[int, dict] = {}
 
@@ -161,41 +178,60 @@ def predict_fold(export_path: str | os.PathLike, tfrecord_dir: str | os.PathLike
         files = _save_frame_files(pdir, s, pred, frame.name)
         rows.append({**frame_row(s["case"], s["frame"], s["filename"], s["label"], pred),
                      **files})
+        fault_point("loocv.frame_predicted")
     if not rows:
         raise RuntimeError(f"fold {fold}: held-out case {case_id} has no frames")
-    logging.info("fold %02d: predicted %d held-out frames of case %d (%.1f frames/s)",
-                 fold, len(rows), case_id, len(rows) / max(time.monotonic() - start, 1e-9))
-    out = layout.frames_csv(model_dir, fold)
+    logging.info("fold %02d: %.1f frames/s", fold,
+                 len(rows) / max(time.monotonic() - start, 1e-9))
     df = pd.DataFrame(rows).sort_values("frame")
-    atomic_io.atomic_write_text(out, df.to_csv(index=False, float_format="%.6g"))
-    return out
+    atomic_io.atomic_write_text(pdir / layout.FRAMES_CSV,
+                                df.to_csv(index=False, float_format="%.6g"))
+    return len(rows)
 
 
 def run_fold(config, tfrecord_dir, model_dir, fold: int, stages: Stages,
-             batch_size: int = 4) -> None:
-    """Runs the stages of one fold; skips train/eval/export when the export exists."""
-    exp = layout.export_dir(model_dir, fold)
-    if not layout.has_export(model_dir, fold):
-        logging.info("fold %02d: training", fold)
-        stages.train(config, tfrecord_dir, model_dir, fold)
-        logging.info("fold %02d: evaluating", fold)
-        stages.evaluate(config, tfrecord_dir, model_dir, fold)
-        logging.info("fold %02d: exporting", fold)
-        exp = pathlib.Path(stages.export(config, model_dir, fold))
-    logging.info("fold %02d: predicting held-out frames with %s", fold, exp)
-    stages.predict(exp, tfrecord_dir, model_dir, fold, batch_size)
+             batch_size: int = 4, force: bool = False) -> None:
+    """Runs the stages of one fold under its lock.
+
+    Train, evaluate and export run when the fold has no export yet, or with ``force``
+    (training then resumes from the last checkpoint to ``config.num_steps``); predict
+    always runs.
+
+    Raises:
+      RunLockedError: another process is writing the fold.
+    """
+    with run_lock.hold(layout.lock_path(model_dir, fold), "run_loocv"):
+        exp = layout.export_dir(model_dir, fold)
+        if force or not layout.has_export(model_dir, fold):
+            logging.info("fold %02d: training", fold)
+            stages.train(config, tfrecord_dir, model_dir, fold)
+            logging.info("fold %02d: evaluating", fold)
+            stages.evaluate(config, tfrecord_dir, model_dir, fold)
+            logging.info("fold %02d: exporting", fold)
+            exp = pathlib.Path(stages.export(config, model_dir, fold))
+        logging.info("fold %02d: predicting held-out frames with %s", fold, exp)
+        stages.predict(exp, tfrecord_dir, model_dir, fold, batch_size)
+
+
+# Failures explained by their message (bad input, a busy fold): logged without traceback.
+_EXPLAINED = (OSError, ValueError, run_lock.RunLockedError)
 
 
 def _run_one(config, tfrecord_dir, model_dir, fold: int, stages: Stages,
-             batch_size: int) -> dict:
-    """Runs one fold and returns its status entry; a failure is caught and recorded."""
+             batch_size: int, force: bool = False) -> dict:
+    """Runs one fold and returns its status entry; a failure is caught and recorded.
+
+    ``config`` may be a callable ``fold -> ExperimentConfig`` (the fold's own config).
+    """
     start = time.monotonic()
     try:
-        run_fold(config, tfrecord_dir, model_dir, fold, stages, batch_size)
+        cfg = config(fold) if callable(config) else config
+        run_fold(cfg, tfrecord_dir, model_dir, fold, stages, batch_size, force)
         entry = {"status": "done", "held_out_case": fold, "skipped": False}
     except Exception as e:  # noqa: BLE001 - a failed fold must not stop the others
         reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        logging.error("fold %02d failed: %s\n%s", fold, reason, traceback.format_exc())
+        trace = "" if isinstance(e, _EXPLAINED) else "\n" + traceback.format_exc()
+        logging.error("fold %02d failed: %s%s", fold, reason, trace)
         entry = {"status": "failed", "held_out_case": fold, "error": reason}
     entry["seconds"] = round(time.monotonic() - start, 1)
     entry["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -208,17 +244,22 @@ def run_loocv(config, tfrecord_dir: str | os.PathLike, model_dir: str | os.PathL
     """Runs (or resumes) the selected folds and writes the report.
 
     Args:
-      config: the `ExperimentConfig` of every fold.
+      config: the `ExperimentConfig` of every fold, or a callable ``fold -> config``
+        (`sercseg_tf.config.run_config` per fold: each fold's saved config).
       tfrecord_dir: per-case TFRecords with ``manifest.json``.
       model_dir: the run directory (``fold_NN`` per fold, ``report/``).
       folds: held-out case ids; None = every case of the manifest.
       stages: stage functions (default: `default_stages`).
-      force: redo folds that are finished.
+      force: run every stage of the selected folds again (see the module docstring).
       batch_size: frames per call of the exported model when predicting.
       report: write ``MODEL_DIR/report`` at the end.
 
     Returns:
       ``{fold: status dict}`` of the selected folds (status "done", "skipped" or "failed").
+
+    Raises:
+      KeyboardInterrupt: Ctrl-C / SIGTERM; the running fold saved its checkpoint and is
+        recorded as "interrupted" in ``loocv_status.json``.
     """
     from sercseg_tf.data import tfrecord
 
@@ -236,7 +277,14 @@ def run_loocv(config, tfrecord_dir: str | os.PathLike, model_dir: str | os.PathL
             entry.pop("error", None)
         else:
             logging.info("fold %02d (%d/%d): starting", fold, i, len(folds))
-            entry = _run_one(config, tfrecord_dir, model_dir, fold, stages, batch_size)
+            try:
+                entry = _run_one(config, tfrecord_dir, model_dir, fold, stages, batch_size,
+                                 force)
+            except KeyboardInterrupt:
+                status[fold] = {"status": "interrupted", "held_out_case": fold,
+                                "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+                layout.write_status(model_dir, status)
+                raise
         status[fold] = result[fold] = entry
         layout.write_status(model_dir, status)
     if report:

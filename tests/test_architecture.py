@@ -17,7 +17,7 @@ MAX_FUNCTION_LINES = 80
 LENGTH_CHECKED = ("training", "loocv.py", "report.py", "reporting")
 # Modules that must not import TensorFlow or Keras (they are used without it).
 PURE_MODULES = ("features", "metrics", "labels", "layout", "config", "paper_values",
-                "formats", "visualize", "atomic_io", "cli")
+                "formats", "visualize", "atomic_io", "cli", "fault_points", "run_lock")
 
 
 def _module_name(path: pathlib.Path) -> str:

@@ -109,11 +109,12 @@ def test_failing_fold_reported_others_continue_then_skip_finished(tmp_path):
     run_loocv.run_loocv(None, tmp_path / "tfr", runs, [3], stages=fake3.stages(),
                         report=False)
     assert fake3.calls == [("predict", 3)]
-    # --force redoes a finished fold.
+    # --force runs every stage of a finished fold again (training resumes to num_steps).
     fake4 = FakeStages(fail=set())
     run_loocv.run_loocv(None, tmp_path / "tfr", runs, [1], stages=fake4.stages(),
                         force=True, report=False)
-    assert fake4.calls == [("predict", 1)]  # export exists, so only prediction is redone
+    assert fake4.calls == [("train", 1), ("evaluate", 1), ("export", 1), ("predict", 1)]
+    assert not layout.lock_path(runs, 1).exists()  # the fold's lock is released
 
 
 def test_frame_row_tip_error_and_iou():

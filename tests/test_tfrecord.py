@@ -121,12 +121,12 @@ def test_shards_per_case_and_rebuild_removes_old_shards(tmp_path, make_labelme_c
     assert [p.name for p in _tfrecords_under(out)] == ["case07-00000-of-00001.tfrecord"]
 
 
-def test_failed_build_leaves_no_tfrecord_and_no_manifest(tmp_path, make_labelme_case,
-                                                         monkeypatch):
+def test_failed_build_keeps_the_previous_build(tmp_path, make_labelme_case, monkeypatch):
     make_labelme_case(tmp_path / "lm", "case01", 2)
     make_labelme_case(tmp_path / "lm", "case02", 2)
     out = tmp_path / "out"
     tfrecord.build_tfrecords(tmp_path / "lm", out, progress=False)  # an earlier good build
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert len(_tfrecords_under(out)) == 2
 
     real_encode = tfrecord.encode_example
@@ -142,10 +142,20 @@ def test_failed_build_leaves_no_tfrecord_and_no_manifest(tmp_path, make_labelme_
     with pytest.raises(RuntimeError, match="disk full"):
         tfrecord.build_tfrecords(tmp_path / "lm", out, num_workers=1, progress=False)
     assert len(calls) == 3  # the first case was already written when it failed
-    assert _tfrecords_under(out) == []
-    assert list(out.iterdir()) == []  # no manifest, no temporary folder
-    with pytest.raises(FileNotFoundError, match="manifest"):
-        tfrecord.read_manifest(out)
+    # The earlier build is there, byte for byte; no temporary folder beside it.
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lm", "out"]
+
+
+def test_output_dir_with_foreign_files_is_refused(tmp_path, make_labelme_case):
+    make_labelme_case(tmp_path / "lm", "case01", 1)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"out: holds files that are not a TFRecord build "
+                                         r"\(notes.txt\)"):
+        tfrecord.build_tfrecords(tmp_path / "lm", out, progress=False)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
 @pytest.fixture
@@ -177,7 +187,7 @@ def test_cli_invalid_input_exits_nonzero_with_one_line_per_problem(tmp_path,
                for ln in lines), proc.stderr
     assert any(ln.startswith(f"{bad / 'frame_0001.json'}: shape 2:") for ln in lines)
     assert any(ln.startswith(f"{bad / 'frame_0002.json'}:") for ln in lines)
-    assert "no TFRecords written" in proc.stderr
+    assert "no TFRecords written" in proc.stderr and "--skip_invalid" in proc.stderr
     assert _tfrecords_under(out) == [] and not (out / "manifest.json").exists()
 
 

@@ -93,7 +93,9 @@ def test_unreadable_video_errors(tmp_path: Path, capsys):
     tool = _load_tool("extract_frames")
     assert tool.run([str(bad), "--output_dir", str(tmp_path / "out")]) == 1
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and str(bad) in lines[0]
+    # One line naming the video, then the summary; no case folder, no temporary folder.
+    assert len(lines) == 2 and str(bad) in lines[0] and "0 of 1 videos" in lines[1]
+    assert not any((tmp_path / "out").glob("*"))  # pathlib's glob lists hidden names too
 
 
 def test_case_names():

@@ -35,8 +35,6 @@ import json
 import os
 import pathlib
 import re
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -47,6 +45,7 @@ from tqdm import tqdm
 
 from sercseg_tf import atomic_io, formats, labels, model_card
 from sercseg_tf.data import cases as cases_lib
+from sercseg_tf.fault_points import fault_point
 from sercseg_tf.synthetic.generator import GROUND_TRUTH_NAME
 
 MANIFEST_NAME = "manifest.json"
@@ -59,10 +58,15 @@ _R = TypeVar("_R")
 
 
 class TFRecordBuildError(ValueError):
-    """Invalid input for `build_tfrecords`; ``problems`` holds one line per problem."""
+    """Invalid input for `build_tfrecords`; ``problems`` holds one line per problem.
 
-    def __init__(self, problems: list[str]):
+    ``skippable`` is True when ``skip_invalid`` would write the valid frames (bad
+    annotations), False when it cannot help (case folders, nothing valid at all).
+    """
+
+    def __init__(self, problems: list[str], skippable: bool = True):
         self.problems = list(problems)
+        self.skippable = skippable
         super().__init__(
             f"{len(self.problems)} problem(s) in the input, nothing written:\n"
             + "\n".join(self.problems)
@@ -216,8 +220,15 @@ def read_manifest(tfrecord_dir: str | os.PathLike) -> dict[str, Any]:
             f"{path}: no TFRecord manifest; build it with "
             f"`python tools/build_tfrecords.py --output_dir {tfrecord_dir}`"
         )
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a valid manifest ({e}); rebuild the TFRecords") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("cases", {}), dict):
+        raise ValueError(f"{path}: not a valid manifest (no 'cases' mapping); "
+                         "rebuild the TFRecords")
+    return manifest
 
 
 def case_ids(tfrecord_dir: str | os.PathLike) -> list[int]:
@@ -236,6 +247,52 @@ def case_ids(tfrecord_dir: str | os.PathLike) -> list[int]:
             raise ValueError(f"{pathlib.Path(tfrecord_dir) / MANIFEST_NAME}: case {name!r} "
                              "has no integer case_id; rebuild the TFRecords") from None
     return sorted(ids)
+
+def _count_records(path: pathlib.Path) -> int:
+    """Records in one TFRecord file; a truncated or corrupt file is a one-line ValueError."""
+    try:
+        return int(tf.data.TFRecordDataset(str(path)).reduce(
+            tf.constant(0, tf.int64), lambda n, _: n + 1))
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+        first = (str(e.message).strip().splitlines() or [""])[0]
+        raise ValueError(f"{path}: truncated or corrupt TFRecord file ({first}); "
+                         "rebuild the TFRecords") from None
+
+
+def verify_shards(tfrecord_dir: str | os.PathLike, case_ids_: Iterable[int]) -> None:
+    """Checks that every shard of the cases is readable and holds the manifest's frames.
+
+    Reads each shard once (records only, nothing decoded), so a shard cut short (a
+    copy that stopped, a full disk) is an error naming it before any work starts, not
+    a smaller result or a ``DataLossError`` halfway through.
+
+    Raises:
+      FileNotFoundError: no manifest, or a shard the manifest lists is missing.
+      ValueError: a case is not in the manifest, a shard is truncated or corrupt, or
+        the shards of a case hold another number of frames than the manifest says.
+    """
+    tfrecord_dir = pathlib.Path(tfrecord_dir)
+    cases = read_manifest(tfrecord_dir)["cases"]
+    for case_id in case_ids_:
+        name = labels.case_name(case_id)
+        entry = cases.get(name)
+        if not isinstance(entry, dict):
+            raise ValueError(f"{tfrecord_dir / MANIFEST_NAME}: no entry for {name}")
+        shards = [tfrecord_dir / s for s in entry.get("shards", [])] or [
+            pathlib.Path(p) for p in sorted(tf.io.gfile.glob(case_file_pattern(tfrecord_dir,
+                                                                            case_id)))]
+        missing = [str(s) for s in shards if not s.is_file()]
+        if missing or not shards:
+            raise FileNotFoundError(f"{missing[0] if missing else tfrecord_dir}: shard of "
+                                    f"{name} listed in the manifest is missing")
+        counts = {s: _count_records(s) for s in shards}
+        if sum(counts.values()) != int(entry.get("frames", -1)):
+            found = ", ".join(f"{s.name}: {n}" for s, n in counts.items())
+            raise ValueError(f"{shards[0] if len(shards) == 1 else tfrecord_dir}: {name} has "
+                             f"{sum(counts.values())} frame(s) ({found}) but the manifest "
+                             f"says {entry.get('frames')}; the shard is incomplete, rebuild "
+                             "the TFRecords")
+
 
 def _class_names(label_map: Mapping[str, int] | None) -> dict[int, str]:
     """Class id -> name for the manifest: 0 is "background", else an id's first name."""
@@ -257,12 +314,30 @@ def _pixels_per_class(counts: np.ndarray, names: Mapping[int, str]) -> dict[str,
     return out
 
 
-def _remove_previous_build(output_dir: pathlib.Path) -> None:
-    """Deletes an earlier build's manifest and shards, so no stale output survives."""
-    (output_dir / MANIFEST_NAME).unlink(missing_ok=True)
-    for path in output_dir.iterdir():
-        if SHARD_RE.match(path.name) and path.is_file():
-            path.unlink()
+# Temporary folders of builds before the output folder was replaced as a whole.
+_LEGACY_TEMP_PREFIX = ".build_tfrecords-"
+
+
+def _check_output_dir(output_dir: pathlib.Path) -> None:
+    """Refuses an output folder that holds anything but an earlier build.
+
+    A build replaces the whole folder, so other files there would be lost.
+
+    Raises:
+      ValueError: naming the folder and up to three foreign entries.
+    """
+    if not output_dir.is_dir():
+        if output_dir.exists():
+            raise ValueError(f"{output_dir}: --output_dir exists and is not a folder")
+        return
+    foreign = sorted(p.name for p in output_dir.iterdir()
+                     if not (p.name == MANIFEST_NAME or SHARD_RE.match(p.name)
+                             or p.name.startswith(_LEGACY_TEMP_PREFIX)))
+    if foreign:
+        raise ValueError(f"{output_dir}: holds files that are not a TFRecord build "
+                         f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
+                         "a build replaces the whole folder, so choose an empty or new "
+                         "--output_dir")
 
 
 def _data_source(found: Iterable[cases_lib.Case]) -> str:
@@ -308,13 +383,13 @@ def build_tfrecords(
 ) -> dict[str, Any]:
     """Converts a folder of LabelMe cases into per-case TFRecord shards + manifest.
 
-    Steps: (1) remove any previous build from ``output_dir`` (its shards and
-    manifest), (2) find the cases (`sercseg_tf.data.cases`) and validate every
-    annotation (`sercseg_tf.data.labelme.validate_annotation`), (3) rasterise and
-    write each case's frames, in frame order, into ``shards_per_case`` contiguous
-    shards under a temporary folder inside ``output_dir``, (4) rename the shards
-    into place and write ``manifest.json`` last. Any failure removes the temporary
-    folder, so a failed run leaves no ``*.tfrecord`` and no manifest.
+    Steps: (1) find the cases (`sercseg_tf.data.cases`) and validate every annotation
+    (`sercseg_tf.data.labelme.validate_annotation`), (2) rasterise and write each
+    case's frames, in frame order, into ``shards_per_case`` contiguous shards, and
+    ``manifest.json`` last, all in a hidden sibling of ``output_dir``, (3) swap that
+    folder in for ``output_dir`` (`atomic_io.atomic_dir`). A failure or a kill at any
+    point leaves the previous build in ``output_dir`` complete and untouched (or, after
+    the swap, the new one); the next build removes what a killed one left behind.
 
     Args:
       labelme_dir: root folder; every sub-folder holding LabelMe JSON is a case.
@@ -336,6 +411,7 @@ def build_tfrecords(
       TFRecordBuildError: invalid input (one line per problem: file, shape index and
         reason) and ``skip_invalid`` is False, a case folder without a case number,
         or nothing valid to write.
+      ValueError: ``output_dir`` holds files that are not a TFRecord build.
     """
     from sercseg_tf.data import labelme  # noqa: PLC0415
 
@@ -343,15 +419,14 @@ def build_tfrecords(
         raise ValueError(f"shards_per_case must be >= 1, got {shards_per_case}")
     labelme_dir = pathlib.Path(labelme_dir)
     output_dir = pathlib.Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    _remove_previous_build(output_dir)
+    _check_output_dir(output_dir)
     if label_map is not None and not isinstance(label_map, Mapping):
         label_map = labelme.read_label_map(label_map)
     names = _class_names(label_map)
 
     found, problems = cases_lib.discover_cases(labelme_dir)
     if problems:
-        raise TFRecordBuildError(problems)
+        raise TFRecordBuildError(problems, skippable=False)
 
     # 1. Validate everything before writing anything.
     total = sum(len(c.frames) for c in found)
@@ -373,7 +448,8 @@ def build_tfrecords(
     if problems and not skip_invalid:
         raise TFRecordBuildError(problems)
     if not valid:
-        raise TFRecordBuildError(problems + [f"{labelme_dir}: no valid annotated frame to write"])
+        raise TFRecordBuildError(problems + [f"{labelme_dir}: no valid annotated frame to write"],
+                                 skippable=False)
 
     def load(item: tuple[int, cases_lib.Frame]) -> tuple[bytes, np.ndarray, tuple[int, int]]:
         case_id, frame = item
@@ -388,64 +464,73 @@ def build_tfrecords(
         counts = np.bincount(label.ravel(), minlength=256)
         return serialized, counts, label.shape
 
-    # 2. Write shards under a temporary folder, rename when all are complete.
-    manifest_cases: dict[str, Any] = {}
-    sizes: set[tuple[int, int]] = set()
-    tmp_dir = pathlib.Path(tempfile.mkdtemp(prefix=".build_tfrecords-", dir=output_dir))
+    # 2. Write shards and manifest into a hidden sibling folder, swap it in at the end.
     items = [(cid, fr) for cid in sorted(valid) for fr in valid[cid]]
     results = _ordered_map(load, items, num_workers or os.cpu_count() or 1)
     try:
-        with tqdm(total=len(items), desc="write", unit="frame", disable=quiet) as bar:
-            for case in found:
-                frames = valid.get(case.case_id, [])
-                if not frames:
-                    continue
-                num_shards = min(shards_per_case, len(frames))
-                counts = np.zeros(256, np.int64)
-                case_sizes: set[tuple[int, int]] = set()
-                shard_names = []
-                for shard, chunk in enumerate(np.array_split(np.arange(len(frames)), num_shards)):
-                    name = shard_filename(case.case_id, shard, num_shards)
-                    shard_names.append(name)
-                    with tf.io.TFRecordWriter(str(tmp_dir / name)) as writer:
-                        for _ in chunk:
-                            serialized, frame_counts, shape = next(results)
-                            writer.write(serialized)
-                            counts += frame_counts
-                            case_sizes.add(shape)
-                            bar.update()
-                sizes |= case_sizes
-                manifest_cases[labels.case_name(case.case_id)] = {
-                    "case_id": case.case_id,
-                    "folder": case.folder.relative_to(labelme_dir).as_posix() or ".",
-                    "frames": len(frames),
-                    "frame_ids": [f.frame_id for f in frames],
-                    "shards": shard_names,
-                    "image_size": list(case_sizes.pop()) if len(case_sizes) == 1 else None,
-                    "pixels_per_class": _pixels_per_class(counts, names),
-                }
-        for case_entry in manifest_cases.values():
-            for name in case_entry["shards"]:
-                os.replace(tmp_dir / name, output_dir / name)
-        manifest = {
-            "classes": {name: class_id for class_id, name in names.items()},
-            "ignore_label": labels.IGNORE_LABEL,
-            "cases": manifest_cases,
-            "image_size": list(sizes.pop()) if len(sizes) == 1 else None,
-            "total_frames": sum(c["frames"] for c in manifest_cases.values()),
-            "source_dir": str(labelme_dir),
-            "data_source": _data_source(found),
-            "label_map": dict(label_map) if label_map is not None else None,
-            "skipped": skipped,
-        }
-        _write_json_atomic(output_dir / MANIFEST_NAME, manifest)
-    except BaseException:
-        _remove_previous_build(output_dir)
-        raise
+        with atomic_io.atomic_dir(output_dir) as tmp_dir:
+            with tqdm(total=len(items), desc="write", unit="frame", disable=quiet) as bar:
+                manifest_cases, sizes = _write_shards(tmp_dir, found, valid, results, names,
+                                                      shards_per_case, labelme_dir, bar)
+            manifest = {
+                "classes": {name: class_id for class_id, name in names.items()},
+                "ignore_label": labels.IGNORE_LABEL,
+                "cases": manifest_cases,
+                "image_size": list(sizes.pop()) if len(sizes) == 1 else None,
+                "total_frames": sum(c["frames"] for c in manifest_cases.values()),
+                "source_dir": str(labelme_dir),
+                "data_source": _data_source(found),
+                "label_map": dict(label_map) if label_map is not None else None,
+                "skipped": skipped,
+            }
+            _write_json_atomic(tmp_dir / MANIFEST_NAME, manifest)
+            fault_point("build_tfrecords.manifest_written")
     finally:
         results.close()  # stops the worker threads if writing failed
-        shutil.rmtree(tmp_dir, ignore_errors=True)
     return manifest
+
+
+def _write_shards(out_dir: pathlib.Path, found: list[cases_lib.Case],
+                  valid: dict[int, list[cases_lib.Frame]], results: Iterator[tuple],
+                  names: Mapping[int, str], shards_per_case: int, labelme_dir: pathlib.Path,
+                  bar: tqdm) -> tuple[dict[str, Any], set[tuple[int, int]]]:
+    """Writes every case's shards into ``out_dir`` from ``results`` (frames in order).
+
+    Returns:
+      ``(manifest "cases" entries, set of frame sizes)``.
+    """
+    manifest_cases: dict[str, Any] = {}
+    sizes: set[tuple[int, int]] = set()
+    for case in found:
+        frames = valid.get(case.case_id, [])
+        if not frames:
+            continue
+        num_shards = min(shards_per_case, len(frames))
+        counts = np.zeros(256, np.int64)
+        case_sizes: set[tuple[int, int]] = set()
+        shard_names = []
+        for shard, chunk in enumerate(np.array_split(np.arange(len(frames)), num_shards)):
+            name = shard_filename(case.case_id, shard, num_shards)
+            shard_names.append(name)
+            with tf.io.TFRecordWriter(str(out_dir / name)) as writer:
+                for _ in chunk:
+                    serialized, frame_counts, shape = next(results)
+                    writer.write(serialized)
+                    counts += frame_counts
+                    case_sizes.add(shape)
+                    bar.update()
+            fault_point("build_tfrecords.shard_written")
+        sizes |= case_sizes
+        manifest_cases[labels.case_name(case.case_id)] = {
+            "case_id": case.case_id,
+            "folder": case.folder.relative_to(labelme_dir).as_posix() or ".",
+            "frames": len(frames),
+            "frame_ids": [f.frame_id for f in frames],
+            "shards": shard_names,
+            "image_size": list(case_sizes.pop()) if len(case_sizes) == 1 else None,
+            "pixels_per_class": _pixels_per_class(counts, names),
+        }
+    return manifest_cases, sizes
 
 
 def format_table1(manifest: Mapping[str, Any]) -> str:

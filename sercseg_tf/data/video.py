@@ -8,9 +8,11 @@ Files reporting an implausible rate (> MAX_PLAUSIBLE_FPS, e.g. an ASF 1000 fps t
 base) fall back to frame timestamps: the first frame with pts >= t_k.
 
 `probe` reads the declared frame rate, frame count and (WMV) header duration, so a
-caller can tell a truncated file (decoding stops long before the declared end) from a
-complete one: `expected_samples` is how many frames `iter_frames` yields on a
-complete file.
+caller can tell a truncated file (a copy that stopped, a recorder that crashed: decoding
+stops long before the declared end) from a complete one: `expected_samples` is how many
+frames `iter_frames` yields on a complete file. `extract_frames` raises
+`VideoTruncatedError` with the seconds actually read, so no caller accepts 13 of 43
+seconds silently.
 `browser_video_format` picks what a browser plays: H.264 MP4 when this OpenCV build can
 encode it, else VP8 WebM.
 """
@@ -30,6 +32,7 @@ import cv2
 import numpy as np
 
 from sercseg_tf import atomic_io, labels, quiet
+from sercseg_tf.fault_points import fault_point
 
 # Container extension -> FourCC used by write_video.
 FOURCC_BY_EXTENSION: dict[str, str] = {
@@ -53,6 +56,27 @@ class VideoError(RuntimeError):
         self.path = Path(path)
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+
+class VideoTruncatedError(VideoError):
+    """The video's data ends before its declared duration (raised after its last frame).
+
+    Attributes:
+      seconds_read: seconds sampled before decoding stopped (frames_read * every).
+      seconds_declared: the duration the file declares (`VideoInfo.duration_s`).
+      frames_read: sampled frames read.
+      frames_expected: sampled frames of a complete file (`expected_samples`).
+    """
+
+    def __init__(self, path: os.PathLike | str, seconds_read: float, seconds_declared: float,
+                 frames_read: int, frames_expected: int):
+        self.seconds_read = seconds_read
+        self.seconds_declared = seconds_declared
+        self.frames_read = frames_read
+        self.frames_expected = frames_expected
+        super().__init__(path, f"truncated: read {seconds_read:.1f} of "
+                               f"{seconds_declared:.1f} s ({frames_read} of "
+                               f"{frames_expected} frames)")
 
 
 def write_video(
@@ -287,6 +311,16 @@ def _finish(path: Path, count: int) -> None:
         raise VideoError(path, "no decodable frames")
 
 
+def _truncation(path: os.PathLike | str, info: VideoInfo, frames_read: int,
+                frames_expected: int | None, every_seconds: float
+                ) -> VideoTruncatedError | None:
+    """A `VideoTruncatedError` when fewer sampled frames came than declared, else None."""
+    if frames_expected is None or frames_read >= frames_expected:
+        return None
+    return VideoTruncatedError(path, frames_read * every_seconds, float(info.duration_s or 0.0),
+                               frames_read, frames_expected)
+
+
 def video_case_name(video_path: os.PathLike | str) -> str:
     """Returns the case name of a video: its folder if named caseNN, else the file stem.
 
@@ -305,8 +339,13 @@ def extract_frames(
     every_seconds: float = 1.0,
     name: str | None = None,
     progress: bool = False,
+    allow_truncated: bool = False,
 ) -> list[Path]:
     """Writes one PNG every `every_seconds` to OUTPUT_DIR/<name>/frame_NNNN.png.
+
+    The case folder is written as a whole into a hidden sibling and swapped in when
+    complete (`atomic_io.atomic_dir`): an existing folder is replaced, never mixed with
+    older frames, and a failure or kill leaves it as it was.
 
     Args:
       video_path: input video.
@@ -314,28 +353,39 @@ def extract_frames(
       every_seconds: sampling period (the paper used 1 s).
       name: case folder name; default `video_case_name(video_path)`.
       progress: a tqdm bar (total from `expected_samples`) when writing to a terminal.
+      allow_truncated: write the frames of a truncated video (its
+        `VideoTruncatedError` is raised after they are in place); False leaves the
+        case folder as it was.
 
     Returns:
       The PNG paths written, in order.
 
     Raises:
-      VideoError: as `iter_frames`, or a PNG cannot be written.
+      VideoError: as `iter_frames`, or a PNG cannot be written; nothing is written.
+      VideoTruncatedError: the video is truncated; with ``allow_truncated`` after its
+        frames were written, else with the case folder left as it was.
     """
     from tqdm import tqdm
 
     name = name or video_case_name(video_path)
     out_dir = Path(output_dir) / name
-    out_dir.mkdir(parents=True, exist_ok=True)
-    total = expected_samples(probe(video_path), every_seconds)
-    written: list[Path] = []
-    with tqdm(total=total, desc=name, unit="frame", disable=None if progress else True,
-              leave=False) as bar:
+    info = probe(video_path)
+    total = expected_samples(info, every_seconds)
+    names: list[str] = []
+    with atomic_io.atomic_dir(out_dir) as tmp, tqdm(
+            total=total, desc=name, unit="frame", disable=None if progress else True,
+            leave=False) as bar:
         for k, _, rgb in iter_frames(video_path, every_seconds):
-            target = out_dir / f"frame_{k:04d}.png"
-            write_png(target, rgb)
-            written.append(target)
+            names.append(f"frame_{k:04d}.png")
+            write_png(tmp / names[-1], rgb)
+            fault_point("extract_frames.frame_written")
             bar.update()
-    return written
+        truncated = _truncation(video_path, info, len(names), total, every_seconds)
+        if truncated is not None and not allow_truncated:
+            raise truncated
+    if truncated is not None:
+        raise truncated
+    return [out_dir / n for n in names]
 
 
 def write_png(path: os.PathLike | str, rgb: np.ndarray) -> None:

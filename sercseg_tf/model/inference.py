@@ -18,8 +18,6 @@ already preprocessed images of the input pipeline.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from sercseg_tf import atomic_io
 from sercseg_tf import model_card as model_card_lib
+from sercseg_tf.fault_points import fault_point
 from sercseg_tf.formats import SERVING_INPUT, SERVING_PRED, SERVING_PROBS, SERVING_SIGNATURE
 from sercseg_tf.model.preprocessing import preprocess_images
 from sercseg_tf.model.resnet import check_output_stride
@@ -154,9 +154,10 @@ def export_saved_model(
 
     Signature: ``serving_default(images: uint8[B,H,W,3]) -> {semantic_pred: int32[B,H,W],
     semantic_probs: float32[B,H,W,num_classes]}`` with preprocessing, scaling, padding
-    and cropping inside the graph (`predict_logits`). Written to a temporary directory
-    beside ``export_dir`` and renamed, so a failed export leaves nothing half-written;
-    an existing ``export_dir`` is replaced.
+    and cropping inside the graph (`predict_logits`). Written to a hidden sibling of
+    ``export_dir`` and swapped in (`sercseg_tf.atomic_io.atomic_dir`), so a failed or
+    killed export leaves the previous ``export_dir`` intact; folders get the usual
+    umask modes (0755), not a temporary folder's 0700.
 
     Args:
       model: DeepLab model (preprocessed float input).
@@ -171,21 +172,12 @@ def export_saved_model(
     """
     check_output_stride(output_stride)
     export_dir = Path(export_dir)
-    export_dir.parent.mkdir(parents=True, exist_ok=True)
     module = _ServingModule(model, image_scale, output_stride)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{export_dir.name}.tmp-", dir=export_dir.parent))
-    try:
+    with atomic_io.atomic_dir(export_dir) as tmp_dir:
         tf.saved_model.save(module, str(tmp_dir), signatures={SERVING_SIGNATURE: module.serve})
         if model_card is not None:
             model_card_lib.write_json(model_card_lib.card_path(tmp_dir), model_card)
-        if export_dir.exists():
-            old = export_dir.with_name(f".{export_dir.name}.old-{os.getpid()}")
-            export_dir.rename(old)
-            shutil.rmtree(old)
-        tmp_dir.rename(export_dir)
-    finally:
-        if tmp_dir.exists():
-            shutil.rmtree(tmp_dir, ignore_errors=True)
+        fault_point("export.saved")
     return export_dir
 
 

@@ -24,7 +24,6 @@ import json
 import math
 import multiprocessing
 import os
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -34,6 +33,7 @@ from absl import logging
 
 from sercseg_tf import atomic_io, labels, paper_values
 from sercseg_tf.data import video
+from sercseg_tf.fault_points import fault_point
 from sercseg_tf.synthetic.geometry import (
     clip_polygon_to_rect,
     human_polygon,
@@ -427,18 +427,15 @@ def _generate_one(
     image_size: tuple[int, int],
     fps: int,
 ) -> tuple[Path, float]:
-    """Generates one case in a hidden temp folder, then renames it to caseNN."""
-    name = labels.case_name(case_id)
-    final = Path(root) / name
-    tmp = Path(root) / f".{name}.partial"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    """Generates one case in a hidden temp folder, then swaps it in as caseNN.
+
+    `atomic_io.atomic_dir`: a kill at any moment leaves the old caseNN or the new one.
+    """
+    final = Path(root) / labels.case_name(case_id)
     start = time.perf_counter()
-    generate_case(tmp, case_id, n, seed, write_video, image_size, fps)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    with atomic_io.atomic_dir(final) as tmp:
+        generate_case(tmp, case_id, n, seed, write_video, image_size, fps)
+        fault_point("generator.case_written")
     return final, time.perf_counter() - start
 
 

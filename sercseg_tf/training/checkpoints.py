@@ -9,19 +9,23 @@ left out (verified with Keras 3.15 / TF 2.21). So the checkpoint here tracks the
 explicitly as ``{variable.path: variable}`` for every weight (`model_variables`), plus
 the optimizer (Adam slots and ``optimizer.iterations``, the global step of a run).
 A restore then fails loudly if a weight is missing, instead of silently keeping its
-initial value.
+initial value, and `restore_or_explain` turns that failure into one line naming the
+checkpoint. Before a model is built for a run, its config is checked against the run's
+saved ``config.yaml`` (`sercseg_tf.config.check_run_config`).
 """
 
 from __future__ import annotations
 
 import os
+import pathlib
+import shutil
 
 import keras
 import tensorflow as tf
 from absl import logging
 
 from sercseg_tf import layout
-from sercseg_tf.config import ExperimentConfig
+from sercseg_tf.config import ExperimentConfig, check_run_config
 from sercseg_tf.training import modeling
 
 
@@ -57,6 +61,50 @@ def make_checkpoint(model: keras.Model,
     return tf.train.Checkpoint(model=model_variables(model), optimizer=optimizer)
 
 
+def restore_or_explain(checkpoint: tf.train.Checkpoint, path: str, partial: bool = False
+                       ) -> None:
+    """Restores ``path`` into ``checkpoint``; a structure mismatch is one clear ValueError.
+
+    Args:
+      checkpoint: from `make_checkpoint`.
+      path: checkpoint prefix.
+      partial: only the model is restored (optimizer slots in the file are skipped).
+
+    Raises:
+      ValueError: the checkpoint's weights do not fit the model built from the config
+        (another architecture), naming the checkpoint.
+    """
+    status = checkpoint.restore(path)
+    if partial:
+        status.expect_partial()
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as e:
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise ValueError(f"{path}: the checkpoint does not fit the model built from the "
+                         f"config (another architecture?): {first}") from None
+
+
+def remove_temp_dirs(ckpt_dir: str | os.PathLike) -> list[pathlib.Path]:
+    """Deletes ``ckpt-N_temp/`` folders that a save killed halfway left in ``ckpt_dir``.
+
+    TensorFlow writes a checkpoint's shards into ``<prefix>_temp/`` and merges them into
+    ``<prefix>.index`` / ``.data-*`` at the end; a kill in between leaves the folder
+    (up to the checkpoint's size) and never a damaged ``ckpt-N`` the manager lists.
+    Call only while holding the fold's lock (no save is running).
+
+    Returns:
+      The folders removed (each also logged).
+    """
+    removed = []
+    for path in sorted(pathlib.Path(ckpt_dir).glob("*_temp")):
+        if path.is_dir():
+            shutil.rmtree(path)
+            logging.warning("%s: removed (left by an interrupted checkpoint save)", path)
+            removed.append(path)
+    return removed
+
+
 def latest_checkpoint(model_dir: str | os.PathLike, fold: int) -> str:
     """Path prefix of the newest checkpoint of a fold.
 
@@ -85,11 +133,12 @@ def restore_model(config: ExperimentConfig, model_dir: str | os.PathLike, fold: 
 
     Raises:
       FileNotFoundError: no checkpoint for the fold.
+      ConfigError: ``config`` contradicts the run's saved architecture.
+      ValueError: the checkpoint does not fit the model (`restore_or_explain`).
     """
+    check_run_config(config, layout.config_path(model_dir, fold))
     path = latest_checkpoint(model_dir, fold)
     model = modeling.build_model(config, load_init_weights=False)
-    status = make_checkpoint(model).restore(path)
-    status.expect_partial()
-    status.assert_existing_objects_matched()
+    restore_or_explain(make_checkpoint(model), path, partial=True)
     logging.info("Restored %s", path)
     return model, path

@@ -17,15 +17,24 @@ checkpoint at the right step; a checkpoint every ``save_checkpoints_steps`` step
 the end and on Ctrl-C), TensorBoard summaries, history CSVs, progress logging and
 periodic evaluation on the held-out case. It is split into `_setup` (a `_FoldRun`),
 `_train_one_step`, `_log_progress`, `_run_eval`, `_save` and `_close`.
+
+Faults: the chief holds the fold's lock (`sercseg_tf.run_lock`) for the whole run and,
+under it, deletes ``ckpt-N_temp/`` folders a killed save left behind. Ctrl-C / SIGTERM
+during a save are held back until the checkpoint is complete (`cli.deferred_interrupts`).
+With several workers only the chief writes into the run folder: every worker restores
+from the chief's checkpoints, and the others save (as MultiWorkerMirroredStrategy
+requires of every worker) into a temporary folder outside it, deleted at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import pathlib
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -35,10 +44,11 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from sercseg_tf import formats, labels, layout
-from sercseg_tf.config import ExperimentConfig, save_config
+from sercseg_tf import atomic_io, cli, formats, labels, layout, run_lock
+from sercseg_tf.config import ExperimentConfig, check_run_config, save_config
 from sercseg_tf.data import dataset as dataset_lib
 from sercseg_tf.data import tfrecord
+from sercseg_tf.fault_points import fault_point
 from sercseg_tf.training import checkpoints, distribute, evaluator, modeling, precision, summaries
 from sercseg_tf.training.losses import masked_cross_entropy_sums
 from sercseg_tf.training.optimizer import make_optimizer
@@ -159,13 +169,20 @@ def _resolve_strategy(strategy: str | tf.distribute.Strategy
 
 
 def _build_and_restore(config: ExperimentConfig, strategy: tf.distribute.Strategy,
-                       ckpt_dir: pathlib.Path
+                       ckpt_dir: pathlib.Path, restore_dir: pathlib.Path
                        ) -> tuple[keras.Model, keras.optimizers.Optimizer,
-                                  tf.train.CheckpointManager]:
+                                  tf.train.CheckpointManager, bool]:
     """Builds model and optimizer under ``strategy`` and restores the newest checkpoint.
 
+    Args:
+      config: the run's config (model and optimizer settings).
+      strategy: the distribution strategy whose scope holds the variables.
+      ckpt_dir: where this worker saves (its CheckpointManager's folder).
+      restore_dir: the chief's checkpoint folder, which every worker resumes from.
+
     Returns:
-      ``(model, optimizer, manager)``; ``optimizer.iterations`` is the step to resume at.
+      ``(model, optimizer, manager, restored)``; ``optimizer.iterations`` is the step
+      to resume at.
     """
     with strategy.scope():
         model = modeling.build_model(config)
@@ -174,10 +191,19 @@ def _build_and_restore(config: ExperimentConfig, strategy: tf.distribute.Strateg
     ckpt = checkpoints.make_checkpoint(model, optimizer)
     manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir),
                                          max_to_keep=config.keep_checkpoint_max)
-    if manager.latest_checkpoint:
-        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        logging.info("Resuming from %s", manager.latest_checkpoint)
-    return model, optimizer, manager
+    latest = tf.train.latest_checkpoint(str(restore_dir))
+    if latest:
+        checkpoints.restore_or_explain(ckpt, latest)
+        logging.info("Resuming from %s", latest)
+    return model, optimizer, manager, latest is not None
+
+
+def _worker_checkpoint_dir(model_dir: str | os.PathLike, fold: int, chief: bool
+                           ) -> pathlib.Path:
+    """The chief's ``fold_NN/checkpoints``; a temporary folder outside the run for others."""
+    if chief:
+        return layout.checkpoint_dir(model_dir, fold)
+    return atomic_io.owned_temp_dir(tempfile.gettempdir(), f"sercseg-worker-fold{int(fold):02d}")
 
 
 def _train_iterator(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
@@ -224,24 +250,23 @@ def _open_outputs(config: ExperimentConfig, model_dir: str | os.PathLike, fold: 
 
 def _setup(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
            model_dir: str | os.PathLike, fold: int,
-           strategy: str | tf.distribute.Strategy) -> _FoldRun:
-    """Strategy, model, optimizer (resumed), input, writers and evaluator of a fold.
+           strategy: tf.distribute.Strategy, strategy_name: str) -> _FoldRun:
+    """Model, optimizer (resumed), input, writers and evaluator of a fold.
 
     Raises:
-      ValueError: the fold leaves no case to train on.
+      ValueError: the fold leaves no case to train on, a shard disagrees with the
+        manifest, or ``config`` contradicts the run's saved architecture.
     """
-    strategy, strategy_name = _resolve_strategy(strategy)
     chief = distribute.is_chief(strategy)
     keras.utils.set_random_seed(config.seed)
+    check_run_config(config, layout.config_path(model_dir, fold))
     train_cases, held_out = dataset_lib.fold_cases(tfrecord_dir, fold)
     if not train_cases:
         raise ValueError(f"{tfrecord_dir}: fold {fold} leaves no case to train on")
-    if chief:
-        ckpt_dir = layout.checkpoint_dir(model_dir, fold)
-    else:  # MultiWorkerMirrored: other workers save to a throw-away folder.
-        ckpt_dir = layout.worker_checkpoint_dir(model_dir, fold,
-                                                strategy.cluster_resolver.task_id)
-    model, optimizer, manager = _build_and_restore(config, strategy, ckpt_dir)
+    tfrecord.verify_shards(tfrecord_dir, [*train_cases, *([] if held_out is None else [held_out])])
+    ckpt_dir = _worker_checkpoint_dir(model_dir, fold, chief)
+    model, optimizer, manager, restored = _build_and_restore(
+        config, strategy, ckpt_dir, layout.checkpoint_dir(model_dir, fold))
     start_step = int(optimizer.iterations.numpy())
     num_params = modeling.count_params(model)["total"]
     logging.info("Fold %d: train cases %s, held-out case %s, %d replica(s) (%s), "
@@ -265,7 +290,7 @@ def _setup(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
         num_params=num_params, iterator=iterator, train_step=train_step,
         train_writer=train_writer, eval_writer=eval_writer, train_history=train_history,
         eval_history=eval_history, eval_ds=eval_ds, predict_step=predict_step,
-        last_saved=start_step if manager.latest_checkpoint else -1,
+        last_saved=start_step if restored else -1,
         progress=_Progress(step=start_step))
 
 
@@ -340,19 +365,26 @@ def _run_eval(run: _FoldRun, step: int) -> None:
                  values["iou_serc"], values["iou_needle"], values["miou"])
 
 
-def _save(run: _FoldRun, step: int) -> str:
-    """Saves checkpoint ``ckpt-<step>`` and flushes the train history; returns its path."""
-    path = run.manager.save(checkpoint_number=step)
-    if run.train_history is not None:
-        run.train_history.flush()
-    run.last_saved = step
+def _save(run: _FoldRun, step: int, reraise_interrupt: bool = True) -> str:
+    """Saves checkpoint ``ckpt-<step>`` and flushes the train history; returns its path.
+
+    Ctrl-C / SIGTERM are held back until the checkpoint is complete; afterwards they
+    interrupt as usual (``reraise_interrupt``) or are dropped (the save on interrupt).
+    """
+    with cli.deferred_interrupts(reraise=reraise_interrupt):
+        path = run.manager.save(checkpoint_number=step)
+        if run.train_history is not None:
+            run.train_history.flush()
+        run.last_saved = step
+    fault_point("train.checkpoint_saved")
     return path
 
 
 def _save_on_interrupt(run: _FoldRun) -> None:
     """Ctrl-C: saves the current step unless its checkpoint exists already."""
     step = int(run.optimizer.iterations.numpy())
-    path = run.manager.latest_checkpoint if run.last_saved == step else _save(run, step)
+    path = (run.manager.latest_checkpoint if run.last_saved == step
+            else _save(run, step, reraise_interrupt=False))
     logging.warning("Interrupted: checkpoint saved at step %d (%s); run the same "
                     "command again to resume", step, path)
 
@@ -392,8 +424,12 @@ def _summary(run: _FoldRun) -> dict[str, Any]:
 
 def train_fold(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
                model_dir: str | os.PathLike, fold: int,
-               strategy: str | tf.distribute.Strategy = "auto") -> dict[str, Any]:
+               strategy: str | tf.distribute.Strategy = "auto",
+               on_start: Callable[[], Any] | None = None) -> dict[str, Any]:
     """Trains (or resumes) fold ``fold`` to ``config.num_steps``; see `sercseg_tf.train`.
+
+    ``on_start`` (e.g. writing the fold's training record) runs on the chief only, under
+    the fold's lock, once the fold is set up and before the first step.
 
     Returns:
       Summary dict: fold, held_out, train_cases, start_step, final_step, final_loss,
@@ -403,9 +439,35 @@ def train_fold(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
     Raises:
       KeyboardInterrupt: after saving a checkpoint at the current step.
       FloatingPointError: the loss became NaN/inf (no checkpoint is written then).
+      RunLockedError: another process is training this fold.
     """
-    run = _setup(config, tfrecord_dir, model_dir, fold, strategy)
-    progress = run.progress
+    strategy, strategy_name = _resolve_strategy(strategy)
+    with _chief_lock(model_dir, fold, distribute.is_chief(strategy)):
+        run = _setup(config, tfrecord_dir, model_dir, fold, strategy, strategy_name)
+        if run.chief and on_start is not None:
+            try:
+                on_start()
+            except BaseException:
+                _close(run)
+                raise
+        _train_loop(run)
+    return _summary(run)
+
+
+@contextlib.contextmanager
+def _chief_lock(model_dir: str | os.PathLike, fold: int, chief: bool):
+    """The chief holds the fold's lock and clears a killed save's litter under it."""
+    if not chief:
+        yield
+        return
+    with run_lock.hold(layout.lock_path(model_dir, fold), "train"):
+        checkpoints.remove_temp_dirs(layout.checkpoint_dir(model_dir, fold))
+        yield
+
+
+def _train_loop(run: _FoldRun) -> None:
+    """Steps to ``num_steps`` with logging, checkpoints and evaluations; closes the run."""
+    config, progress = run.config, run.progress
     try:
         while progress.step < config.num_steps:
             _train_one_step(run)
@@ -419,6 +481,7 @@ def train_fold(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
                 _run_eval(run, step)
                 progress.restart_window()  # evaluation time is not training time
             _on_step_end(step)
+            fault_point("train.step_end")
         if run.last_saved != progress.step:
             _save(run, progress.step)
         if progress.step > run.start_step or not run.last_eval:
@@ -428,4 +491,3 @@ def train_fold(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
         raise
     finally:
         _close(run)
-    return _summary(run)

@@ -18,15 +18,15 @@ median over the timed calls, with min/max and process CPU seconds beside it:
   profiler (``float_operation`` on the traced inference graph: convolutions and bias
   adds) and by `analytic_flops` from the architecture; both are printed.
 - ``train_s_per_step``: our training step (`sercseg_tf.training.loop.make_train_step`:
-  forward, masked cross-entropy, backward, Adam) at the paper setting, batch 4, random
-  preprocessed crops, per precision.
+  forward, masked cross-entropy, backward, our fused Adam at 1e-5) at the paper setting,
+  batch 4, random preprocessed crops, per precision.
 - ``inference_s_per_frame``: whole-frame inference of a uint8 480x640 frame
   (`inference.predict_logits` + argmax, as exported), per precision.
 - ``peer`` (``--peer``): keras-hub's ``DeepLabV3ImageSegmenter`` (DeepLabV3+ on a
   ResNet-50 built from its config, random weights, ASPP rates 6/12/18 on the stride-32
   features, 4 classes) against ours at output stride 32, same input, batch, train step
-  and precision. It takes 480x640 frames and crops (its upsampling needs multiples of
-  32); ours takes 481x641 crops and pads the frame to 481x641.
+  (loss, optimizer) and precision. It takes 480x640 frames and crops (its upsampling
+  needs multiples of 32); ours takes 481x641 crops and pads the frame to 481x641.
 - ``demo`` (``--demo``): the train step of configs/demo.yaml (OS32, 161x225, batch 4).
 
 Random initialisation; weights do not change the cost. The first ``--warmup`` calls
@@ -204,14 +204,14 @@ def _batch(batch: int, size: tuple[int, int], seed: int = 0):
 
 
 def train_subject(model, batch: int, size: tuple[int, int], jit: bool = False):
-    """A no-arg callable running one train step of ``model`` (our loop's step, Adam 1e-5)."""
-    import keras
+    """A no-arg callable running one train step of ``model``: our loop's step and Adam."""
     import tensorflow as tf
 
     from sercseg_tf.training import loop
+    from sercseg_tf.training.optimizer import Adam
 
     strategy = tf.distribute.get_strategy()
-    optimizer = keras.optimizers.Adam(learning_rate=1e-5)
+    optimizer = Adam(learning_rate=1e-5)
     optimizer.build(model.trainable_variables)
     dataset = tf.data.Dataset.from_tensors(_batch(batch, size)).repeat()
     iterator = iter(dataset)

@@ -10,7 +10,8 @@ with `inference.predict_logits` (``image_scale`` applied inside), scores each fr
   (one row of the paper's Table 2), also printed.
 
 Takes the same ``--config``, ``--tfrecord_dir``, ``--model_dir``, ``--fold`` and
-config-key flags as `sercseg_tf.train`.
+config-key flags as `sercseg_tf.train`; ``--precision`` picks the arithmetic of the
+evaluation, independently of the precision the checkpoint was trained in.
 """
 
 from __future__ import annotations

@@ -6,6 +6,11 @@ takes ``images: uint8[B,H,W,3]`` of any size and returns ``semantic_pred: int32[
 and ``semantic_probs: float32[B,H,W,4]`` (preprocessing, ``image_scale`` and padding are
 inside the graph). The export is written beside the target and renamed when complete.
 
+``--precision`` (a config key) chooses the arithmetic inside the SavedModel, e.g.
+``--precision=mixed_bfloat16`` for a CPU with AMX / AVX512-BF16, whatever precision the
+checkpoint was trained in; the interface stays uint8 in, int32 / float32 out, so
+``sercseg_tf.predict`` runs any of them unchanged.
+
 Takes the same ``--config``, ``--tfrecord_dir``, ``--model_dir``, ``--fold`` and
 config-key flags as `sercseg_tf.train`.
 """

@@ -49,6 +49,18 @@ def test_unknown_precision_and_schedule_are_errors(tmp_path):
             load_config(path)
 
 
+def test_paper_config_keeps_float32_and_constant_rate_demo_uses_auto():
+    import pathlib
+
+    from sercseg_tf.config import load_config
+
+    configs = pathlib.Path(__file__).resolve().parents[1] / "configs"
+    paper, demo = (load_config(configs / name) for name in ("paper.yaml", "demo.yaml"))
+    assert (paper.precision, paper.lr_schedule) == ("float32", "constant")
+    assert demo.precision == "auto"
+    assert ExperimentConfig().precision == "float32"  # the defaults are the paper's
+
+
 def test_cpu_flags_reads_the_flags_line(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nmodel name\t: X\nflags\t\t: fpu avx512f amx_bf16\n\n"

@@ -10,11 +10,12 @@ with `inference.predict_logits` (``image_scale`` applied inside), scores each fr
   (one row of the paper's Table 2), also printed.
 
 Takes the same ``--config``, ``--tfrecord_dir``, ``--model_dir``, ``--fold`` and
-config-key flags as `sercseg_tf.train`; without ``--config`` the run's saved
-``config.yaml`` is used, and a value contradicting its architecture is an error
-(`sercseg_tf.config.run_config`). Before the evaluation starts, the held-out shards are
-checked against the manifest (a truncated shard or a missing frame is an error naming
-the shard) and the output folder for being writable.
+config-key flags as `sercseg_tf.train`; ``--precision`` picks the arithmetic of the
+evaluation, independently of the precision the checkpoint was trained in. Without
+``--config`` the run's saved ``config.yaml`` is used, and a value contradicting its
+architecture is an error (`sercseg_tf.config.run_config`). Before the evaluation
+starts, the held-out shards are checked against the manifest (a truncated shard or a
+missing frame is an error naming the shard) and the output folder for being writable.
 """
 
 from __future__ import annotations

@@ -15,6 +15,11 @@ from, the package version and the date; ``--um_per_px`` adds a calibration. The
 training facts come from ``fold_NN/training_data.json`` (written by train), else from
 the manifest in ``--tfrecord_dir``.
 
+``--precision`` (a config key) chooses the arithmetic inside the SavedModel, e.g.
+``--precision=mixed_bfloat16`` for a CPU with AMX / AVX512-BF16, whatever precision the
+checkpoint was trained in; the interface stays uint8 in, int32 / float32 out, so
+``sercseg_tf.predict`` runs any of them unchanged.
+
 Takes the same ``--config``, ``--tfrecord_dir``, ``--model_dir``, ``--fold`` and
 config-key flags as `sercseg_tf.train`; without ``--config`` the run's saved
 ``config.yaml`` is used, and a value contradicting its architecture is an error

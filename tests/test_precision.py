@@ -49,6 +49,18 @@ def test_unknown_precision_and_schedule_are_errors(tmp_path):
             load_config(path)
 
 
+def test_paper_config_keeps_float32_and_constant_rate_demo_uses_auto():
+    import pathlib
+
+    from sercseg_tf.config import load_config
+
+    configs = pathlib.Path(__file__).resolve().parents[1] / "configs"
+    paper, demo = (load_config(configs / name) for name in ("paper.yaml", "demo.yaml"))
+    assert (paper.precision, paper.lr_schedule) == ("float32", "constant")
+    assert demo.precision == "auto"
+    assert ExperimentConfig().precision == "float32"  # the defaults are the paper's
+
+
 def test_cpu_flags_reads_the_flags_line(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nmodel name\t: X\nflags\t\t: fpu avx512f amx_bf16\n\n"
@@ -71,7 +83,26 @@ def test_poly_schedule_is_deeplab2s_formula():
     assert float(optimizer.learning_rate) == pytest.approx(1e-3 * 0.5 ** 0.9, rel=1e-5)
 
 
-@pytest.mark.parametrize("rate, strides", [(1, 1), (1, 2), (2, 1), (5, 1)])
+def test_fused_adam_equals_keras_adam():
+    from sercseg_tf.training.optimizer import Adam, make_optimizer
+
+    assert isinstance(make_optimizer(TINY), Adam)
+    rng = np.random.default_rng(0)
+    init = [rng.normal(size=s).astype("float32") for s in ((3, 3, 4, 5), (5,))]
+    grads = [[tf.constant(rng.normal(size=w.shape).astype("float32") + step) for w in init]
+             for step in range(3)]
+    results = []
+    for cls in (Adam, keras.optimizers.Adam):
+        variables = [tf.Variable(w) for w in init]
+        optimizer = cls(learning_rate=keras.optimizers.schedules.PolynomialDecay(1e-2, 10))
+        for step_grads in grads:
+            optimizer.apply_gradients(zip(step_grads, variables, strict=True))
+        results.append([v.numpy() for v in [*variables, *optimizer.variables]])
+    for a, b in zip(*results, strict=True):  # weights, iterations, m and v slots
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("rate, strides", [(1, 1), (1, 2), (2, 1), (3, 1), (5, 1), (15, 1)])
 def test_fast_conv_equals_keras_conv_with_gradients(rate, strides):
     from sercseg_tf.model import fast_layers
 
@@ -90,6 +121,9 @@ def test_fast_conv_equals_keras_conv_with_gradients(rate, strides):
         results.append((y, *tape.gradient(loss, [x, layer.kernel])))
     for a, b in zip(*results, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
+    # Unknown spatial size at trace time (the exported graph): no tap can be skipped.
+    dynamic = tf.function(ours, input_signature=[tf.TensorSpec([None, None, None, 8])])
+    np.testing.assert_allclose(dynamic(x).numpy(), results[1][0].numpy(), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("training", [False, True])

@@ -10,8 +10,12 @@ load unchanged, and every output equals Keras' up to float rounding (tested).
   rate² small images, each padded again for the kernel. For the ASPP branches (rate 18
   on a 31x41 map at output stride 16) that is ~6x the work; measured here a 3x3 rate-18
   conv on 2048 channels took 0.53 CPU-s through Keras and 0.087 CPU-s as one ``Conv2D``
-  op with a ``dilations`` attribute, which oneDNN runs directly (and its gradients too).
-  `Conv2D` sends dilated convolutions to ``tf.nn.conv2d(..., dilations=rate)``.
+  op with a ``dilations`` attribute, which oneDNN runs directly. Rate 2 (the backbone's
+  last stage at OS16) goes to that op. Rates >= 3 (the ASPP) go to `atrous_conv_gemm`:
+  oneDNN's dilated kernels at large rates are slow in bfloat16 (no AMX path; the
+  weight gradient of the rate-12 branch took longer than in float32), while a sum of
+  per-tap matrix products runs at the matmul rate and skips taps that fall entirely in
+  the padding.
 - `BatchNormalization`: Keras 3 normalises with separate moments / multiply / add ops and
   casts bfloat16 inputs to float32 and back around them. `BatchNormalization` calls the
   fused kernel (``FusedBatchNormV3``: statistics, scale and shift accumulate in float32
@@ -27,20 +31,116 @@ import keras
 import tensorflow as tf
 
 _FUSED_DTYPES = (tf.float32, tf.bfloat16, tf.float16)
+# Smallest dilation rate computed by `atrous_conv_gemm` (measured: faster from rate 3 in
+# float32 and bfloat16, fwd + bwd; rate 2 is faster as one dilated Conv2D op).
+GEMM_MIN_RATE = 3
+
+
+def _taps(shape, kernel_size: tuple[int, int], rate: int):
+    """``(i, j, dy, dx)`` of every kernel tap; taps that only see padding are skipped.
+
+    Tap ``(i, j)`` reads the input at offset ``(dy, dx) = ((i - kh//2) r, (j - kw//2) r)``;
+    with a static height ``H`` a tap with ``|dy| >= H`` multiplies zeros only.
+    """
+    kh, kw = kernel_size
+    height, width = shape[1], shape[2]
+    for i in range(kh):
+        for j in range(kw):
+            dy, dx = (i - kh // 2) * rate, (j - kw // 2) * rate
+            if (height is not None and abs(dy) >= height) or (
+                    width is not None and abs(dx) >= width):
+                continue
+            yield i, j, dy, dx
+
+
+def _overlap(x, dy: int, dx: int):
+    """Where tap ``(dy, dx)`` meets the input: ``(out_begin, in_begin, rows, cols)``.
+
+    Output pixels ``out_begin + [0, rows) x [0, cols)`` read input pixels
+    ``in_begin + [0, rows) x [0, cols)``, all inside ``x``; ``rows`` or ``cols`` is 0 when
+    the tap sees padding only (begins are clamped so the empty slices stay in range).
+    """
+    shape = tf.shape(x)
+    height, width = shape[1], shape[2]
+    rows = tf.maximum(height - abs(dy), 0)
+    cols = tf.maximum(width - abs(dx), 0)
+    out_begin = (tf.minimum(max(0, -dy), height), tf.minimum(max(0, -dx), width))
+    in_begin = (tf.minimum(max(0, dy), height), tf.minimum(max(0, dx), width))
+    return out_begin, in_begin, rows, cols
+
+
+def atrous_conv_gemm(x, kernel, rate: int):
+    """'same'-padded stride-1 atrous convolution as a sum of per-tap matrix products.
+
+    Implements ``y[b, p] = sum_{i,j} x[b, p + (i - kh//2, j - kw//2) * rate] @ k[i, j]``
+    with zero padding, restricted for each tap to the output pixels whose input pixel
+    lies inside ``x`` (the rest multiplies zeros). Partial sums accumulate in float32.
+    Gradients: ``dx`` by TensorFlow's dilated ``Conv2DBackpropInput``; ``dk[i, j] =
+    x_region^T @ dy_region`` per tap, again one matrix product each.
+
+    Args:
+      x: ``[B, H, W, C]`` (dynamic H, W allowed).
+      kernel: ``[kh, kw, C, F]`` of x's dtype, odd kh and kw.
+      rate: the dilation rate.
+
+    Returns:
+      ``[B, H, W, F]`` of x's dtype.
+    """
+    kh, kw, channels, filters = kernel.shape
+    taps = list(_taps(x.shape, (kh, kw), rate))
+
+    @tf.custom_gradient
+    def conv(x, kernel):
+        batch, shape = tf.shape(x)[0], tf.shape(x)
+        y = None
+        for i, j, dy, dx in taps:
+            (y0, x0), (iy, ix), rows, cols = _overlap(x, dy, dx)
+            xs = tf.slice(x, [0, iy, ix, 0], [batch, rows, cols, channels])
+            part = tf.matmul(tf.reshape(xs, [-1, channels]), kernel[i, j])
+            part = tf.cast(tf.reshape(part, [batch, rows, cols, filters]), tf.float32)
+            part = tf.pad(part, [[0, 0], [y0, shape[1] - rows - y0],
+                                 [x0, shape[2] - cols - x0], [0, 0]])
+            y = part if y is None else y + part
+
+        def grad(dy_out):
+            dx_in = tf.nn.conv2d_transpose(dy_out, kernel, shape, strides=1, padding="SAME",
+                                           dilations=rate)
+            per_tap = {}
+            for i, j, dy, dx in taps:
+                (y0, x0), (iy, ix), rows, cols = _overlap(x, dy, dx)
+                xs = tf.slice(x, [0, iy, ix, 0], [batch, rows, cols, channels])
+                gs = tf.slice(dy_out, [0, y0, x0, 0], [batch, rows, cols, filters])
+                per_tap[(i, j)] = tf.matmul(tf.reshape(xs, [-1, channels]),
+                                            tf.reshape(gs, [-1, filters]), transpose_a=True)
+            zeros = tf.zeros([channels, filters], kernel.dtype)
+            dk = tf.stack([per_tap.get((i, j), zeros) for i in range(kh) for j in range(kw)])
+            return dx_in, tf.reshape(dk, [kh, kw, channels, filters])
+
+        return tf.cast(y, x.dtype), grad
+
+    return conv(x, tf.convert_to_tensor(kernel))
 
 
 @keras.saving.register_keras_serializable(package="sercseg_tf")
 class Conv2D(keras.layers.Conv2D):
-    """`keras.layers.Conv2D` whose dilated case runs as one ``Conv2D`` op (see module doc)."""
+    """`keras.layers.Conv2D` whose dilated case avoids space-to-batch (see module doc)."""
 
     def convolution_op(self, inputs, kernel):
-        """``y = conv2d(x, k, strides, padding, dilations)``; undilated cases go to Keras."""
-        dilated = any(d > 1 for d in self.dilation_rate)
-        if (not dilated or self.groups != 1 or self.data_format != "channels_last"
+        """Runs the convolution; the dilated case without space-to-batch.
+
+        Rate >= `GEMM_MIN_RATE` with 'same' padding and an odd kernel: `atrous_conv_gemm`;
+        other dilated cases: one ``Conv2D`` op with ``dilations``; undilated: Keras.
+        """
+        rates = tuple(self.dilation_rate)
+        if (max(rates) == 1 or self.groups != 1 or self.data_format != "channels_last"
                 or any(s > 1 for s in self.strides)):
             return super().convolution_op(inputs, kernel)
+        kh, kw = self.kernel_size
+        if (rates[0] == rates[1] >= GEMM_MIN_RATE and self.padding == "same"
+                and kh % 2 == 1 and kw % 2 == 1):
+            return atrous_conv_gemm(inputs, kernel, rates[0])
         return tf.nn.conv2d(inputs, kernel, strides=1, padding=self.padding.upper(),
-                            dilations=list(self.dilation_rate))
+                            dilations=list(rates))
 
 
 def _replicas_in_sync() -> int:

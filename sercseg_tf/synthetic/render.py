@@ -120,8 +120,8 @@ def _add_cell(f: _Fields, ooplasm: StarShape, zona_in: StarShape, zona_out: Star
     zona_tex = _blurred_noise(rng, shape, 1.2 * grain)
     in_zona = _soft_inside(d / r_out, radius) * (1 - _soft_inside(d / r_in, radius))
     # Texture only where the line of sight cuts the zona's rim (its caps are out of focus).
-    f.height[box] += look.zona_relief * shell * (1 + 0.15 * zona_tex * in_zona)
-    f.absorb[box] += in_zona * (look.zona_absorb + 0.025 * zona_tex)
+    f.height[box] += look.zona_relief * shell * (1 + look.zona_texture * zona_tex * in_zona)
+    f.absorb[box] += in_zona * (look.zona_absorb + look.zona_texture / 6 * zona_tex)
     corona = scene.surroundings.corona if split else 0.0
     if corona > 0:  # remnant corona cells: a fuzzy granular halo around the zona
         outside = smoothstep((d - r_out) / 2.0 + 0.5)
@@ -149,11 +149,11 @@ def _add_cell(f: _Fields, ooplasm: StarShape, zona_in: StarShape, zona_out: Star
     f.absorb[box] += m_o * look.cyto_absorb * (1.0 - rng.uniform(0.2, 0.5) * m_s)
     if split:
         f.tex_height[box] += 2.2 * tex
-        f.tex_absorb[box] += look.cyto_absorb * 0.45 * tex
+        f.tex_absorb[box] += look.cyto_absorb * look.granule_absorb * tex
         f.tex_mask[box] += m_o * tex_amp
     else:
         f.height[box] += m_o * 2.2 * tex * tex_amp
-        f.absorb[box] += m_o * look.cyto_absorb * 0.45 * tex * tex_amp
+        f.absorb[box] += m_o * look.cyto_absorb * look.granule_absorb * tex * tex_amp
 
 
 def _add_round_cell(f: _Fields, cell: StarShape, gain: float, absorb: float,

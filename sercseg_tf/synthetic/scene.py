@@ -21,7 +21,12 @@ Injection                  needle from the right in 70 %, else left; half-width 
                            centre in about half of the cases) while 5-35 % of the funnel
                            stays; tip fades over 3-14 px
 Optics                     Hoffman modulation contrast 50 %, DIC-like 20 %, brightfield
-                           30 % (see `Look`); background grey 55-210; vignetting 5-60 %;
+                           30 % (see `Look`). Hoffman/DIC: relief on every edge, ooplasm
+                           darkened 5-18 % with granules in relief, textured zona.
+                           Brightfield: faint relief, dark refractive rims, ooplasm
+                           darkened 14-32 % with strongly absorbing granules, near-smooth
+                           zona (as real brightfield footage). Background grey 55-210;
+                           vignetting 5-60 %;
                            illumination slope up to 25 % of H; RGB tint up to +-6 %
                            (+-10 % in 30 %); 35 %: part of the frame defocused by a further
                            1.5-4.5 px; sensor noise 1-6 grey levels; 45 %: JPEG blocks at
@@ -86,8 +91,10 @@ class Look:
     relief_gain: float  # bright/dark relief along the shading direction
     edge_gain: float  # dark refractive rims (brightfield)
     cyto_absorb: float  # cytoplasm darkening, relative
+    granule_absorb: float  # granule absorption contrast, relative to cyto_absorb
     zona_absorb: float  # zona darkening (< 0: brighter than the medium)
     zona_relief: float
+    zona_texture: float  # relative height modulation of the zona (its granular look)
     texture_gain: float
     granule_scale: float  # granule size multiplier
     noise_sigma: float  # grey levels
@@ -535,6 +542,7 @@ def _draw_surroundings(
 def _draw_look(rng: np.random.Generator, height: int) -> Look:
     """Draws the optics and camera of one case (ranges in the module docstring)."""
     optics = str(rng.choice(OPTICS, p=_OPTICS_P))
+    brightfield = optics == "brightfield"
     tint_range = 0.1 if rng.random() < 0.3 else 0.06
     defocus = (0.0, 0.0, 0.0)
     if rng.random() < 0.35:
@@ -552,9 +560,11 @@ def _draw_look(rng: np.random.Generator, height: int) -> Look:
         relief_angle=_u(rng, 0, 2 * np.pi),
         relief_gain=_u(rng, *relief),
         edge_gain=_u(rng, *edge),
-        cyto_absorb=_u(rng, 0.05, 0.25 if optics == "brightfield" else 0.18),
+        cyto_absorb=_u(rng, *((0.14, 0.32) if brightfield else (0.05, 0.18))),
+        granule_absorb=0.9 if brightfield else 0.45,
         zona_absorb=_u(rng, -0.05, 0.08),
         zona_relief=_u(rng, 0.15, 0.45),
+        zona_texture=0.03 if brightfield else 0.15,
         texture_gain=_u(rng, 0.6, 1.4),
         granule_scale=_u(rng, 0.8, 1.5),
         noise_sigma=_u(rng, 1.0, 6.0),

@@ -28,7 +28,8 @@ median over the timed calls, with min/max and process CPU seconds beside it:
   features, 4 classes) against ours at output stride 32, same input, batch, train step
   (loss, optimizer) and precision. It takes 480x640 frames and crops (its upsampling
   needs multiples of 32); ours takes 481x641 crops and pads the frame to 481x641.
-- ``demo`` (``--demo``): the train step of configs/demo.yaml (OS32, 161x225, batch 4).
+- ``demo`` (``--demo``): the train step of configs/demo.yaml (its output stride, crop and
+  batch).
 
 Random initialisation; weights do not change the cost. The first ``--warmup`` calls
 (tracing) are not timed. CPU flags from /proc/cpuinfo are printed and stored.
@@ -56,7 +57,7 @@ flags.DEFINE_integer("warmup", 1, "Untimed training steps / inference calls (tra
 flags.DEFINE_integer("infer_frames", 5, "Timed inference calls per subject.")
 flags.DEFINE_integer("matmul_size", 4096, "Square matmul size for the machine's rate.")
 flags.DEFINE_boolean("peer", True, "Time keras-hub's DeepLabV3ImageSegmenter and ours at OS32.")
-flags.DEFINE_boolean("demo", False, "Also time the demo config's train step (OS32, 161x225).")
+flags.DEFINE_boolean("demo", False, "Also time the train step of configs/demo.yaml.")
 flags.DEFINE_boolean("train", True, "Time training steps (else inference only).")
 flags.DEFINE_integer("inter_op_threads", 0, "tf.config inter-op threads (0 = TF default).")
 flags.DEFINE_integer("intra_op_threads", 0, "tf.config intra-op threads (0 = TF default).")
@@ -65,8 +66,7 @@ flags.DEFINE_string("output_json", None, "Write the results here as JSON.")
 
 PEER_NAME = "keras_hub.models.DeepLabV3ImageSegmenter (ResNet-50, ASPP on P5, rates 6/12/18)"
 PEER_OUTPUT_STRIDE = 32
-DEMO_CROP = (161, 225)
-DEMO_OUTPUT_STRIDE = 32
+DEMO_CONFIG = "configs/demo.yaml"
 
 
 def _hw(text: str) -> tuple[int, int]:
@@ -294,8 +294,12 @@ def build_subjects(policies: list[str]) -> tuple[dict, dict]:
             train[f"peer/{policy}"] = train_subject(peer, FLAGS.batch_size, peer_crop)
             infer[f"peer/{policy}"] = infer_subject(peer_infer_fn(peer), frame)
         if FLAGS.demo:
-            demo = build_ours(DEMO_OUTPUT_STRIDE, policy)
-            train[f"demo/{policy}"] = train_subject(demo, FLAGS.batch_size, DEMO_CROP,
+            from sercseg_tf.config import load_config
+
+            cfg = load_config(DEMO_CONFIG)
+            demo = build_ours(cfg.output_stride, policy)
+            train[f"demo/{policy}"] = train_subject(demo, cfg.batch_size,
+                                                    (cfg.crop_height, cfg.crop_width),
                                                     FLAGS.jit_compile)
     return train, infer
 

@@ -16,6 +16,7 @@ from sercseg_tf.data import labelme
 from sercseg_tf.synthetic import generator as synthetic
 from sercseg_tf.synthetic import scene as scene_lib
 from sercseg_tf.synthetic.geometry import Indentation, StarShape, surface_table
+from sercseg_tf.synthetic.render import CaseRenderer
 from sercseg_tf.synthetic.scene import frame_geometry
 
 SEED = 3
@@ -458,3 +459,48 @@ def test_example_grid_shows_one_tile_per_case():
     tiles = [grid[2:62, 2:82], grid[2:62, 86:166], grid[66:126, 2:82]]
     assert all(t.std() > 3 for t in tiles)  # frames, not blank
     assert np.all(grid[66:126, 86:166] == 255)  # the fourth place is empty
+
+
+def _region_stats(img: np.ndarray, region: np.ndarray) -> tuple[float, float]:
+    """(mean grey level, robust spread of the fine texture: grey minus its 3 px blur).
+
+    The spread is 1.4826 x the median absolute deviation (a Gaussian's sigma), so a few
+    pipette or debris edges in a region do not count as texture.
+    """
+    import cv2
+
+    fine = (img - cv2.GaussianBlur(img, (0, 0), 3.0))[region]
+    return float(img[region].mean()), 1.4826 * float(np.median(np.abs(fine - np.median(fine))))
+
+
+def test_each_optics_shows_a_granular_ooplasm():
+    """The ooplasm is granular (not smooth) in every optics and, in brightfield, darker
+    and more granular than the zona around it, as in real footage.
+
+    Regression: brightfield once rendered a smooth ooplasm inside a granular zona.
+    """
+    import cv2
+
+    seen: dict[str, int] = {}
+    for case_id in range(1, 40):
+        scene = synthetic.make_scene(SEED, case_id, 3, (480, 640))
+        optics = scene.look.optics
+        if seen.get(optics, 0) >= 2:
+            continue
+        seen[optics] = seen.get(optics, 0) + 1
+        renderer = CaseRenderer(scene, np.random.default_rng(case_id), 3)
+        rgb = renderer.render(frame_geometry(scene, 0.0), 0)
+        img = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        ys, xs = np.mgrid[0:480, 0:640].astype(np.float32)
+        ooplasm = scene.oocyte.rho(xs, ys) < 0.85
+        zona = (scene.zona_inner.rho(xs, ys) > 1.05) & (scene.zona_outer.rho(xs, ys) < 0.97)
+        medium = scene.zona_outer.rho(xs, ys) > 1.3
+        oo_mean, oo_tex = _region_stats(img, ooplasm)
+        _, zona_tex = _region_stats(img, zona)
+        medium_tex = _region_stats(img, medium)[1]
+        assert oo_tex > 1.3 * medium_tex, (case_id, optics, oo_tex, medium_tex)
+        if optics == "brightfield":
+            zona_mean = _region_stats(img, zona)[0]  # beside it: about the same light
+            assert oo_mean < 0.96 * zona_mean, (case_id, oo_mean, zona_mean)
+            assert oo_tex > 1.3 * zona_tex, (case_id, oo_tex, zona_tex)
+    assert set(seen) == set(scene_lib.OPTICS)

@@ -22,9 +22,9 @@ Injection                  needle from the right in 70 %, else left; half-width 
                            stays; tip fades over 3-14 px
 Optics                     Hoffman modulation contrast 50 %, DIC-like 20 %, brightfield
                            30 % (see `Look`). Hoffman/DIC: relief on every edge, ooplasm
-                           darkened 5-18 % with granules in relief, textured zona.
+                           darkened 5-30 % with granules in relief, textured zona.
                            Brightfield: faint relief, dark refractive rims, ooplasm
-                           darkened 14-32 % with strongly absorbing granules, near-smooth
+                           darkened 20-45 % with strongly absorbing granules, near-smooth
                            zona (as real brightfield footage). Background grey 55-210;
                            vignetting 5-60 %;
                            illumination slope up to 25 % of H; RGB tint up to +-6 %
@@ -560,7 +560,7 @@ def _draw_look(rng: np.random.Generator, height: int) -> Look:
         relief_angle=_u(rng, 0, 2 * np.pi),
         relief_gain=_u(rng, *relief),
         edge_gain=_u(rng, *edge),
-        cyto_absorb=_u(rng, *((0.14, 0.32) if brightfield else (0.05, 0.18))),
+        cyto_absorb=_u(rng, *((0.2, 0.45) if brightfield else (0.05, 0.3))),
         granule_absorb=0.9 if brightfield else 0.45,
         zona_absorb=_u(rng, -0.05, 0.08),
         zona_relief=_u(rng, 0.15, 0.45),

@@ -504,3 +504,10 @@ def test_each_optics_shows_a_granular_ooplasm():
             assert oo_mean < 0.96 * zona_mean, (case_id, oo_mean, zona_mean)
             assert oo_tex > 1.3 * zona_tex, (case_id, oo_tex, zona_tex)
     assert set(seen) == set(scene_lib.OPTICS)
+
+
+def test_extra_cases_follow_table1():
+    """Cases 1-11 keep Table 1's counts; the extra cases get the requested count."""
+    counts = synthetic.table1_then(12, 14)
+    assert counts[:11] == list(paper_values.FRAMES_PER_CASE) and counts[11:] == [12, 12, 12]
+    assert synthetic.table1_then(5, 3) == list(paper_values.FRAMES_PER_CASE[:3])

@@ -5,6 +5,8 @@ Usage:
   python tools/make_synthetic_data.py --output_dir /tmp/tiny --num_cases 2 --frames_per_case 3
   python tools/make_synthetic_data.py --output_dir data/synthetic --examples_dir docs
   python tools/make_synthetic_data.py --output_dir data/pretrain --num_cases 200 --vary_size
+  python tools/make_synthetic_data.py --output_dir data/synthetic --num_cases 31 \
+      --extra_case_frames 12     # Table 1's cases + 20 short extra training cases
 
 Default: 11 cases with the paper's Table 1 frame counts, 480x640, 24 fps WMV videos.
 More cases draw from the same ranges (listed in sercseg_tf/synthetic/scene.py); with
@@ -27,6 +29,10 @@ flags.DEFINE_string("output_dir", None, "Folder for caseNN/ sub-folders.")
 flags.DEFINE_integer("num_cases", 11, "Number of cases (case01..caseNN).")
 flags.DEFINE_integer(
     "frames_per_case", None, "Annotated frames (= video seconds) per case; default Table 1."
+)
+flags.DEFINE_integer(
+    "extra_case_frames", None,
+    "Annotated frames of each case beyond Table 1's 11 (case12 on); default: Table 1 cycled.",
 )
 flags.DEFINE_integer("seed", 0, "Dataset seed; case c draws from default_rng([seed, c, stream]).")
 flags.DEFINE_bool("write_video", True, "Also write caseNN/video.wmv.")
@@ -57,18 +63,20 @@ def main(argv: list[str]) -> int:
             f"make_synthetic_data: --num_cases must be >= 1, got {FLAGS.num_cases}", file=sys.stderr
         )
         return 2
-    if FLAGS.frames_per_case is not None and FLAGS.frames_per_case < 1:
-        print(
-            f"make_synthetic_data: --frames_per_case must be >= 1, got {FLAGS.frames_per_case}",
-            file=sys.stderr,
-        )
-        return 2
+    for name in ("frames_per_case", "extra_case_frames"):
+        if FLAGS[name].value is not None and FLAGS[name].value < 1:
+            print(f"make_synthetic_data: --{name} must be >= 1, got {FLAGS[name].value}",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+    frames = FLAGS.frames_per_case
+    if frames is None and FLAGS.extra_case_frames is not None:
+        frames = synthetic.table1_then(FLAGS.extra_case_frames, FLAGS.num_cases)
     start = time.perf_counter()
     try:
         paths = synthetic.generate_dataset(
             FLAGS.output_dir,
             num_cases=FLAGS.num_cases,
-            frames_per_case=FLAGS.frames_per_case,
+            frames_per_case=frames,
             seed=FLAGS.seed,
             write_video=FLAGS.write_video,
             image_size=(FLAGS.height, FLAGS.width),

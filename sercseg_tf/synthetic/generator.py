@@ -348,6 +348,16 @@ def generate_case(
     return gt
 
 
+def table1_then(extra_frames: int, num_cases: int) -> list[int]:
+    """Frame counts: Table 1's for cases 1-11, then `extra_frames` for each further case.
+
+    Extra cases widen the training set's range of looks (each case draws one look) at a
+    small cost per case, while cases 1-11 keep the paper's counts.
+    """
+    table = list(paper_values.FRAMES_PER_CASE)
+    return [table[i] if i < len(table) else int(extra_frames) for i in range(num_cases)]
+
+
 def generate_dataset(
     output_dir: os.PathLike | str,
     num_cases: int = 11,

@@ -29,6 +29,7 @@ _NOISE_POOL = 8
 _NOISE_MARGIN = 32
 _RELIEF = 14.0  # grey levels per unit height slope at gain 1 and background 150
 _EDGE = 10.0
+_NEEDLE_ABSORB = 0.45  # glass darkening per relative path length: needles are dark bands
 
 
 def _blurred_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
@@ -403,7 +404,7 @@ class CaseRenderer:
                           + inside * lumen * look.lumen_light * look.background)  # fmt: skip
         contrast = look.needle_contrast * (1.0 - inside * (1.0 - look.needle_inside))
         h_n = cv2.GaussianBlur(h_n, (0, 0), look.needle_focus_sigma)
-        self._shade(frame, box, h_n, 0.22 * h_n / (2.0 * w0), contrast)
+        self._shade(frame, box, h_n, _NEEDLE_ABSORB * h_n / (2.0 * w0), contrast)
 
     def _sperm_pose(self, geo: FrameGeometry) -> np.ndarray | None:
         """Head centre of the sperm in this frame (in the needle, or left in the ooplasm)."""

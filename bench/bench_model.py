@@ -480,10 +480,9 @@ def main(argv: list[str]) -> None:
     results = collect(FLAGS.precisions)
     report(results)
     if FLAGS.output_json:
-        tmp = f"{FLAGS.output_json}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(results, f, indent=2)
-        os.replace(tmp, FLAGS.output_json)
+        from sercseg_tf import atomic_io
+
+        atomic_io.atomic_write_text(FLAGS.output_json, json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -16,12 +16,12 @@ seconds each evaluation took. Exit status 1 if a class differs by more than
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 
 from absl import app, flags
 
+from sercseg_tf import atomic_io
 from sercseg_tf import config as config_lib
 
 config_lib.define_flags()
@@ -77,11 +77,9 @@ def main(argv: list[str]) -> int:
     print(f"largest per-class IoU difference {worst:.4f} "
           f"({'within' if ok else 'OVER'} tolerance {FLAGS.tolerance})")
     if FLAGS.output_json:
-        tmp = f"{FLAGS.output_json}.tmp"
-        with open(tmp, "w") as f:
-            json.dump({"fold": FLAGS.fold, "tolerance": FLAGS.tolerance,
-                       "largest_difference": worst, "results": report}, f, indent=2)
-        os.replace(tmp, FLAGS.output_json)
+        atomic_io.atomic_write_text(FLAGS.output_json, json.dumps(
+            {"fold": FLAGS.fold, "tolerance": FLAGS.tolerance,
+             "largest_difference": worst, "results": report}, indent=2))
     return 0 if ok else 1
 
 

@@ -353,7 +353,7 @@ def collect(policies: list[str]) -> dict:
     logging.info("CPU flags: %s", ", ".join(flags_found))
     results = {
         "cpu_flags": flags_found,
-        "cpu_model": _cpu_model(),
+        "cpu_model": precision.cpu_model(),
         "cpu_count": os.cpu_count(),
         "load_avg_1min_start": os.getloadavg()[0],
         "tensorflow": tf.__version__,
@@ -387,16 +387,6 @@ def collect(policies: list[str]) -> dict:
     results["load_avg_1min_end"] = os.getloadavg()[0]
     results.update(summarize(results["timings"], policies, results))
     return results
-
-
-def _cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def _median(timings: dict, kind: str, key: str) -> float | None:

@@ -47,16 +47,10 @@ _SIMD = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "
 
 def _cpu() -> dict:
     """Model name and the SIMD flags (of `_SIMD`) that /proc/cpuinfo lists."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return {}
-    fields = dict(
-        line.split(":", 1) for line in text.splitlines()[:40] if ":" in line
-    )
-    flags_ = {f for k, v in fields.items() if k.strip() == "flags" for f in v.split()}
-    model = next((v.strip() for k, v in fields.items() if k.strip() == "model name"), "")
-    return {"cpu": model, "cpu_flags": [f for f in _SIMD if f in flags_]}
+    from sercseg_tf.training import precision
+
+    found = precision.cpu_flags()
+    return {"cpu": precision.cpu_model(), "cpu_flags": [f for f in _SIMD if f in found]}
 
 
 def main(argv: list[str]) -> None:

@@ -32,17 +32,27 @@ BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 BF16_GPU_CAPABILITY = (8, 0)
 
 
-def cpu_flags(path: str | pathlib.Path = CPUINFO) -> frozenset[str]:
-    """The ``flags`` of the first processor in ``/proc/cpuinfo``; empty if unreadable."""
+def _cpuinfo_field(name: str, path: str | pathlib.Path) -> str | None:
+    """The value of field ``name`` of the first processor in ``/proc/cpuinfo``, or None."""
     try:
         text = pathlib.Path(path).read_text()
     except OSError:
-        return frozenset()
+        return None
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            return frozenset(value.split())
-    return frozenset()
+        if key.strip() == name:
+            return value.strip()
+    return None
+
+
+def cpu_flags(path: str | pathlib.Path = CPUINFO) -> frozenset[str]:
+    """The ``flags`` of the first processor in ``/proc/cpuinfo``; empty if unreadable."""
+    return frozenset((_cpuinfo_field("flags", path) or "").split())
+
+
+def cpu_model(path: str | pathlib.Path = CPUINFO) -> str:
+    """The ``model name`` of the first processor in ``/proc/cpuinfo``, or ``unknown``."""
+    return _cpuinfo_field("model name", path) or "unknown"
 
 
 def gpu_compute_capabilities() -> list[tuple[int, int]]:

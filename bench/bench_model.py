@@ -66,7 +66,8 @@ flags.DEFINE_string("output_json", None, "Write the results here as JSON.")
 
 PEER_NAME = "keras_hub.models.DeepLabV3ImageSegmenter (ResNet-50, ASPP on P5, rates 6/12/18)"
 PEER_OUTPUT_STRIDE = 32
-DEMO_CONFIG = "configs/demo.yaml"
+DEMO_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "configs", "demo.yaml")
 
 
 def _hw(text: str) -> tuple[int, int]:

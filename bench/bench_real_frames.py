@@ -45,9 +45,8 @@ def _mask_to_labels(mask, values: dict[str, int]):
     from sercseg_tf import labels
 
     out = np.zeros(mask.shape, np.int32)
-    ids = {name: i for i, name in enumerate(labels.CLASS_NAMES)}
     for name, level in values.items():
-        out[mask == level] = ids[name]
+        out[mask == level] = labels.DEFAULT_LABEL_MAP[labels.normalize_label_name(name)]
     return out
 
 
@@ -61,7 +60,7 @@ def main(argv: list[str]) -> None:
     from sercseg_tf.model import inference
 
     values = {k: int(v) for k, v in (p.split("=") for p in FLAGS.mask_values)}
-    unknown = set(values) - set(labels.CLASS_NAMES)
+    unknown = {k for k in values if labels.normalize_label_name(k) not in labels.DEFAULT_LABEL_MAP}
     if unknown:
         raise app.UsageError(f"--mask_values: unknown classes {sorted(unknown)}")
     h, w = (int(v) for v in FLAGS.size.lower().split("x"))

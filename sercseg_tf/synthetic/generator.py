@@ -348,14 +348,21 @@ def generate_case(
     return gt
 
 
+def table1_frames(case_id: int) -> int:
+    """Annotated frames of case `case_id` by the paper's Table 1, cycled beyond case 11."""
+    table = paper_values.FRAMES_PER_CASE
+    return table[(case_id - 1) % len(table)]
+
+
 def table1_then(extra_frames: int, num_cases: int) -> list[int]:
     """Frame counts: Table 1's for cases 1-11, then `extra_frames` for each further case.
 
     Extra cases widen the training set's range of looks (each case draws one look) at a
     small cost per case, while cases 1-11 keep the paper's counts.
     """
-    table = list(paper_values.FRAMES_PER_CASE)
-    return [table[i] if i < len(table) else int(extra_frames) for i in range(num_cases)]
+    table = len(paper_values.FRAMES_PER_CASE)
+    return [table1_frames(c) if c <= table else int(extra_frames)
+            for c in range(1, num_cases + 1)]
 
 
 def generate_dataset(
@@ -395,7 +402,7 @@ def generate_dataset(
     tasks = []
     for case_id in range(1, num_cases + 1):
         if frames_per_case is None:
-            n = paper_values.FRAMES_PER_CASE[(case_id - 1) % len(paper_values.FRAMES_PER_CASE)]
+            n = table1_frames(case_id)
         elif isinstance(frames_per_case, int):
             n = frames_per_case
         else:
@@ -545,7 +552,7 @@ def example_grid(
     th, tw = tile
     tiles = []
     for i, case_id in enumerate(case_ids):
-        n = paper_values.FRAMES_PER_CASE[(case_id - 1) % len(paper_values.FRAMES_PER_CASE)]
+        n = table1_frames(case_id)
         size = frame_size(seed, case_id) if vary_size else (480, 640)
         scene = make_scene(seed, case_id, n, size)
         taus = annotated_taus(n, 24)

@@ -13,6 +13,7 @@ from sercseg_tf.model.deeplab import build_deeplab
 from sercseg_tf.model.inference import (
     export_saved_model,
     load_serving_fn,
+    mirror_pad,
     padded_size,
     predict_logits,
     predict_preprocessed,
@@ -44,17 +45,42 @@ def test_padded_and_scaled_sizes():
     assert (int(h), int(w)) == (48, 72)
 
 
-def test_predict_logits_pads_with_mean_and_crops(model):
+def test_predict_logits_mirror_pads_both_sides_and_crops(model):
     frames = _frames((2, 50, 71, 3))
     logits = predict_logits(model, frames, output_stride=OUTPUT_STRIDE).numpy()
     assert logits.shape == (2, 50, 71, NUM_CLASSES)
-    # Reference: preprocess, pad bottom/right with 0 (= ImageNet mean) to 65x81, crop.
-    x = tf.pad(preprocess_images(frames), [[0, 0], [0, 15], [0, 10], [0, 0]])
-    expected = model(x, training=False).numpy()[:, :50, :71]
+    # Reference: numpy's symmetric padding to 65x81, split 7/8 rows and 5/5 columns.
+    x = np.pad(preprocess_images(frames).numpy(), [(0, 0), (7, 8), (5, 5), (0, 0)],
+               mode="symmetric")
+    expected = model(x, training=False).numpy()[:, 7:57, 5:76]
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
     # The evaluation path on already preprocessed images is the same computation.
     from_preprocessed = predict_preprocessed(model, preprocess_images(frames), OUTPUT_STRIDE)
     np.testing.assert_array_equal(from_preprocessed.numpy(), logits)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 5), (17, 2), (40, 33)])
+def test_mirror_pad_matches_numpy_symmetric_even_beyond_the_frame(size):
+    # Padding larger than the frame itself (1x1 -> 33x33) folds back again, as numpy does.
+    x = np.random.default_rng(0).normal(size=(1, *size, 2)).astype(np.float32)
+    padded, top, left = mirror_pad(tf.constant(x), 32)
+    ph, pw = padded_size(size[0], 32) - size[0], padded_size(size[1], 32) - size[1]
+    assert (int(top), int(left)) == (ph // 2, pw // 2)
+    expected = np.pad(x, [(0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)],
+                      mode="symmetric")
+    np.testing.assert_array_equal(padded.numpy(), expected)
+
+
+def test_mirror_padding_keeps_a_band_at_the_frame_edge_alive():
+    # A dark bar touching the right edge (a needle entering the frame) continues into the
+    # padding instead of ending against a flat mean-colour band.
+    x = np.zeros((1, 20, 20, 1), np.float32)
+    x[:, 8:12, 15:] = -1.0
+    padded, top, left = mirror_pad(tf.constant(x), 16)
+    assert padded.shape == (1, 33, 33, 1) and (int(top), int(left)) == (6, 6)
+    band = padded.numpy()[0, top + 8:top + 12, left + 15:, 0]
+    # 5 columns in the frame, their mirror image in the first 5 padded ones, then 0 again.
+    np.testing.assert_array_equal(band, np.repeat([[-1.0] * 10 + [0.0] * 2], 4, axis=0))
 
 
 def test_predict_logits_aligned_size_is_the_plain_model(model):

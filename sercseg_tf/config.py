@@ -107,6 +107,10 @@ class ExperimentConfig:
         "log-uniform in [1/(1+r), 1+r], area kept (resized footage)."
     )
     # Optimisation.
+    loss_top_k_percent: float = _field(
+        1.0, "deeplab2's top_k_percent: the loss keeps each image's hardest fraction of "
+        "pixels (online hard-pixel mining); 1.0 = plain cross-entropy (the paper)."
+    )
     batch_size: int = _field(4, "Global batch size (split over replicas).")
     num_steps: int = _field(25000, "Total training steps (a resumed run continues to this).")
     optimizer: str = _field("adam", "Optimizer: adam or sgd (momentum 0.9).")
@@ -226,6 +230,8 @@ def _validate(cfg: ExperimentConfig, source: str) -> None:
         raise bad("bn_momentum", "must be in [0, 1)")
     if not 0.0 <= cfg.aspp_dropout < 1.0:
         raise bad("aspp_dropout", "must be in [0, 1)")
+    if not 0.0 < cfg.loss_top_k_percent <= 1.0:
+        raise bad("loss_top_k_percent", "must be in (0, 1]")
     if cfg.optimizer not in ("adam", "sgd"):
         raise bad("optimizer", "must be 'adam' or 'sgd'")
     for key in ("aug_brightness", "aug_gamma", "aug_noise_max_std", "aug_aspect_ratio"):

@@ -48,6 +48,38 @@ def test_masked_cross_entropy_excludes_ignore_pixels():
     np.testing.assert_allclose(float(ce_sum), expected[valid].sum(), rtol=1e-5)
 
 
+def test_top_k_cross_entropy_keeps_each_images_hardest_pixels():
+    import tensorflow as tf
+
+    from sercseg_tf.training.losses import masked_cross_entropy_sums
+
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(3, 5, 6, 4)).astype(np.float32)
+    label = rng.integers(0, 4, (3, 5, 6)).astype(np.int32)
+    label[0, :2] = 255  # 18 valid pixels, 30 and 29 in the others
+    label[2, 0, 0] = 255
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    ce = -np.take_along_axis(log_p, np.where(label == 255, 0, label)[..., None], -1)[..., 0]
+    expected_sum, expected_count = 0.0, 0
+    for b in range(3):
+        valid = np.sort(ce[b][label[b] != 255])[::-1]
+        k = max(1, int(np.round(0.25 * valid.size)))  # 4 or 5, 8, 7
+        expected_sum += valid[:k].sum()
+        expected_count += k
+    logits_t = tf.constant(logits)
+    with tf.GradientTape() as tape:
+        tape.watch(logits_t)
+        ce_sum, count = masked_cross_entropy_sums(tf.constant(label), logits_t,
+                                                  top_k_percent=0.25)
+    assert float(count) == expected_count
+    np.testing.assert_allclose(float(ce_sum), expected_sum, rtol=1e-5)
+    # Only the kept pixels receive a gradient.
+    touched = np.abs(tape.gradient(ce_sum, logits_t).numpy()).sum(-1) > 0
+    assert touched.sum() == expected_count and not touched[label == 255].any()
+    with pytest.raises(ValueError, match="top_k_percent"):
+        masked_cross_entropy_sums(tf.constant(label), logits_t, top_k_percent=0.0)
+
+
 # Runs in a fresh interpreter: logical CPU devices must be configured before TF starts.
 _MIRRORED_SCRIPT = textwrap.dedent("""
     import json, sys
@@ -72,7 +104,7 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
         y = keras.layers.ReLU()(y)
         return keras.Model(x, keras.layers.Conv2D(4, 1, name="logits")(y))
 
-    def one_step(strategy, optimizer_name):
+    def one_step(strategy, optimizer_name, top_k_percent=1.0):
         keras.utils.set_random_seed(0)
         with strategy.scope():
             model = tiny_model()
@@ -81,7 +113,7 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
             opt.build(model.trainable_variables)
         ds = tf.data.Dataset.from_tensors((images, label)).repeat()
         it = iter(strategy.experimental_distribute_dataset(ds))
-        loss = float(loop.make_train_step(strategy, model, opt)(it))
+        loss = float(loop.make_train_step(strategy, model, opt, top_k_percent)(it))
         return {"replicas": strategy.num_replicas_in_sync, "loss": loss,
                 "iterations": int(opt.iterations.numpy()),
                 "weights": [np.asarray(v.numpy()).tolist() for v in model.variables]}
@@ -90,6 +122,9 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
     for name in ("sgd", "adam"):
         out[name] = [one_step(distribute.create_strategy(s), name)
                      for s in ("one_device", "mirrored")]
+    # Hard-pixel mining selects per image, so replicas still agree with one device.
+    out["sgd_top_k"] = [one_step(distribute.create_strategy(s), "sgd", 0.3)
+                        for s in ("one_device", "mirrored")]
     json.dump(out, sys.stdout)
 """)
 
@@ -102,7 +137,7 @@ def test_mirrored_two_replicas_equals_one_device():
     import json
 
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    for name in ("sgd", "adam"):
+    for name in ("sgd", "adam", "sgd_top_k"):
         one, mirrored = out[name]
         assert (one["replicas"], mirrored["replicas"]) == (1, 2)
         assert one["iterations"] == mirrored["iterations"] == 1

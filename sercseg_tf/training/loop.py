@@ -44,13 +44,13 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from sercseg_tf import atomic_io, cli, formats, labels, layout, run_lock
+from sercseg_tf import atomic_io, cli, formats, layout, run_lock
 from sercseg_tf.config import ExperimentConfig, check_run_config, save_config
 from sercseg_tf.data import dataset as dataset_lib
 from sercseg_tf.data import tfrecord
 from sercseg_tf.fault_points import fault_point
 from sercseg_tf.training import checkpoints, distribute, evaluator, modeling, precision, summaries
-from sercseg_tf.training.losses import masked_cross_entropy_sums
+from sercseg_tf.training.losses import masked_cross_entropy_sums, selected_pixel_counts
 from sercseg_tf.training.optimizer import make_optimizer
 from sercseg_tf.training.summaries import HistoryCsv
 
@@ -59,22 +59,23 @@ EVAL_HISTORY_COLUMNS = ("step", "loss", "iou_oocyte", "iou_serc", "iou_needle", 
 
 
 def make_train_step(strategy: tf.distribute.Strategy, model: keras.Model,
-                    optimizer: keras.optimizers.Optimizer):
+                    optimizer: keras.optimizers.Optimizer, top_k_percent: float = 1.0):
     """Returns ``step(iterator) -> global loss``, one optimisation step (tf.function).
 
     ``iterator`` yields ``(images, labels)`` of a dataset distributed with
     ``strategy.experimental_distribute_dataset``; the loss returned is
-    ``S_global / N_global`` (see the module docstring).
+    ``S_global / N_global`` (see the module docstring). With ``top_k_percent < 1`` only
+    each image's hardest pixels count (`losses.masked_cross_entropy_sums`); the
+    selection is per image, so the step is still the same on any number of replicas.
     """
 
     def replica_step(images: tf.Tensor, label: tf.Tensor) -> tf.Tensor:
-        local_count = tf.reduce_sum(tf.cast(tf.not_equal(label, labels.IGNORE_LABEL),
-                                            tf.float32))
+        local_count = tf.reduce_sum(selected_pixel_counts(label, top_k_percent))
         ctx = tf.distribute.get_replica_context()
         global_count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, local_count)
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
-            ce_sum, _ = masked_cross_entropy_sums(label, logits)
+            ce_sum, _ = masked_cross_entropy_sums(label, logits, top_k_percent=top_k_percent)
             loss = ce_sum / tf.maximum(global_count, 1.0)
             scaled_loss = optimizer.scale_loss(loss)  # loss scaling (float16); else identity
         variables = model.trainable_variables
@@ -274,7 +275,7 @@ def _setup(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
                  strategy.num_replicas_in_sync, strategy_name, num_params,
                  start_step, config.num_steps)
     iterator = _train_iterator(config, tfrecord_dir, train_cases, start_step, strategy)
-    train_step = make_train_step(strategy, model, optimizer)
+    train_step = make_train_step(strategy, model, optimizer, config.loss_top_k_percent)
     train_writer, eval_writer, train_history, eval_history = _open_outputs(
         config, model_dir, fold, chief, start_step)
     if held_out is None:

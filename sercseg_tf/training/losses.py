@@ -1,4 +1,7 @@
-"""Losses (deeplab2's ``model/loss/``): softmax cross-entropy with an ignore label."""
+"""Losses (deeplab2's ``model/loss/``): softmax cross-entropy with an ignore label.
+
+Optionally with deeplab2's hard-pixel mining (``top_k_percent``).
+"""
 
 from __future__ import annotations
 
@@ -7,26 +10,63 @@ import tensorflow as tf
 from sercseg_tf import labels
 
 
-def masked_cross_entropy_sums(label: tf.Tensor, logits: tf.Tensor,
-                              ignore_label: int = labels.IGNORE_LABEL
-                              ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Softmax cross-entropy summed over non-ignore pixels, and their count.
+def selected_pixel_counts(label: tf.Tensor, top_k_percent: float = 1.0,
+                          ignore_label: int = labels.IGNORE_LABEL) -> tf.Tensor:
+    """Pixels each image contributes to the loss: ``k_b = round(p * n_b)``, ``n_b`` valid.
 
-    Implements ``S = sum_{i: y_i != ignore} -log softmax(z_i)[y_i]`` and
-    ``N = |{i: y_i != ignore}|``; the mean loss is ``S / N``.
+    With ``p = 1`` every non-ignore pixel counts (``k_b = n_b``); an image with valid
+    pixels keeps at least one.
+
+    Args:
+      label: int ``[B, H, W]`` class ids.
+      top_k_percent: fraction ``p`` in ``(0, 1]`` of each image's valid pixels kept.
+      ignore_label: label value excluded from loss and count.
+
+    Returns:
+      float32 ``[B]``.
+    """
+    valid = tf.not_equal(tf.cast(label, tf.int32), ignore_label)
+    n = tf.reduce_sum(tf.cast(valid, tf.float32), axis=[1, 2])
+    if top_k_percent >= 1.0:
+        return n
+    return tf.minimum(n, tf.maximum(tf.round(top_k_percent * n), 1.0))
+
+
+def masked_cross_entropy_sums(label: tf.Tensor, logits: tf.Tensor,
+                              ignore_label: int = labels.IGNORE_LABEL,
+                              top_k_percent: float = 1.0) -> tuple[tf.Tensor, tf.Tensor]:
+    """Softmax cross-entropy summed over the kept pixels, and their count.
+
+    Implements ``S = sum_b sum_{i in K_b} -log softmax(z_i)[y_i]`` and ``N = sum_b k_b``,
+    where ``K_b`` is, per image, the ``k_b`` valid pixels (`selected_pixel_counts`) of
+    largest cross-entropy: all of them for ``top_k_percent = 1`` (plain cross-entropy),
+    else the hardest fraction (deeplab2's ``top_k_percent``, from the online hard-pixel
+    mining of Wu, Shen & van den Hengel 2016, "Bridging category-level and
+    instance-level semantic image segmentation"). The mean loss is ``S / N``.
 
     Args:
       label: int ``[B, H, W]`` class ids (``ignore_label`` = excluded).
       logits: float ``[B, H, W, C]``.
       ignore_label: label value excluded from loss and count.
+      top_k_percent: fraction of each image's valid pixels kept, in ``(0, 1]``.
 
     Returns:
       ``(S, N)`` float32 scalars.
     """
+    if not 0.0 < top_k_percent <= 1.0:
+        raise ValueError(f"top_k_percent must be in (0, 1], got {top_k_percent}")
     label = tf.cast(label, tf.int32)
     valid = tf.not_equal(label, ignore_label)
     safe_label = tf.where(valid, label, tf.zeros_like(label))
     ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=safe_label, logits=tf.cast(logits, tf.float32))
-    ce = tf.where(valid, ce, tf.zeros_like(ce))
-    return tf.reduce_sum(ce), tf.reduce_sum(tf.cast(valid, tf.float32))
+    counts = selected_pixel_counts(label, top_k_percent, ignore_label)
+    if top_k_percent >= 1.0:
+        return tf.reduce_sum(tf.where(valid, ce, tf.zeros_like(ce))), tf.reduce_sum(counts)
+    # Ignored pixels sort below every valid one (cross-entropy >= 0), so each image's
+    # first k_b sorted values are its k_b hardest valid pixels.
+    flat = tf.reshape(tf.where(valid, ce, -tf.ones_like(ce)), [tf.shape(ce)[0], -1])
+    k_max = tf.cast(tf.reduce_max(counts), tf.int32)
+    hardest = tf.math.top_k(flat, k=k_max, sorted=True).values
+    kept = tf.range(k_max)[None, :] < tf.cast(counts, tf.int32)[:, None]
+    return tf.reduce_sum(tf.where(kept, hardest, tf.zeros_like(hardest))), tf.reduce_sum(counts)

@@ -136,3 +136,28 @@ def test_eval_dataset_yields_full_frames_in_order(synthetic_dir, tiny_tfrecord_d
     assert half[0]["label"].shape == (2, h // 2, w // 2)
     assert half[0]["frame_id"].numpy().tolist() == [0, 1]
     assert set(np.unique(half[0]["label"].numpy()).tolist()) <= ALLOWED_LABELS
+
+
+def test_training_loop_stream_applies_every_augmentation_key(tiny_tfrecord_dir):
+    # The loop's stream must be the config's stream: a key that only build_fold_datasets
+    # honoured once left the aug_* randomisation out of every training run.
+    from sercseg_tf.config import ExperimentConfig
+    from sercseg_tf.training import distribute, loop
+
+    ids = _case_ids(tiny_tfrecord_dir)
+    plain = ExperimentConfig().replace(batch_size=2, crop_height=33, crop_width=49,
+                                       image_scale=0.25, min_scale=1.0, max_scale=1.0)
+    grey = plain.replace(aug_grayscale_prob=1.0)
+    strategy = distribute.create_strategy("one_device")
+
+    def first_images(config):
+        it = loop._train_iterator(config, tiny_tfrecord_dir, ids[1:], 0, strategy)
+        return np.asarray(denormalize_images(next(it)[0]))
+
+    expected, _ = dataset.build_fold_datasets(tiny_tfrecord_dir, ids[0], grey)
+    np.testing.assert_allclose(
+        first_images(grey), np.asarray(denormalize_images(next(iter(expected))["image"])),
+        atol=1e-4)
+    grey_images, plain_images = first_images(grey), first_images(plain)
+    np.testing.assert_allclose(grey_images[..., 0], grey_images[..., 2], atol=0.05)
+    assert np.abs(plain_images[..., 0] - plain_images[..., 2]).max() > 5.0

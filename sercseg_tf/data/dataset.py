@@ -223,6 +223,42 @@ def photometric_from_config(config: Any) -> augment_lib.Photometric:
     )
 
 
+def build_train_dataset(
+    tfrecord_dir: str | os.PathLike, case_ids: Sequence[int], config: Any,
+    seed: int | None = None,
+) -> tf.data.Dataset:
+    """The augmented, infinite training stream over some cases, as a config defines it.
+
+    The one place a config's data keys become a training stream (`build_fold_datasets`
+    and the training loop both call it), so every key the config holds is applied.
+
+    Args:
+      tfrecord_dir: folder with shards and ``manifest.json``.
+      case_ids: the training cases.
+      config: object or mapping (e.g. `sercseg_tf.config.ExperimentConfig`); reads
+        ``batch_size``, ``crop_size`` (or ``crop_height`` and ``crop_width``),
+        ``image_scale``, ``min_scale``, ``max_scale``, ``scale_step``, ``flip``,
+        ``seed``, ``shuffle_buffer`` (defaults as in `build_dataset`) and the ``aug_*``
+        keys (`photometric_from_config`, ``aug_aspect_ratio``; absent = off).
+      seed: overrides the config's ``seed`` (a resumed run reseeds its stream).
+    """
+    return build_dataset(
+        [tfrecord.case_file_pattern(tfrecord_dir, c) for c in case_ids],
+        is_training=True,
+        batch_size=int(_get(config, "batch_size", 4)),
+        crop_size=_crop_size(config),
+        image_scale=float(_get(config, "image_scale", 1.0)),
+        min_scale=float(_get(config, "min_scale", 0.5)),
+        max_scale=float(_get(config, "max_scale", 2.0)),
+        scale_step=float(_get(config, "scale_step", 0.25)),
+        flip=bool(_get(config, "flip", True)),
+        seed=int(_get(config, "seed", 0) if seed is None else seed),
+        shuffle_buffer=int(_get(config, "shuffle_buffer", 256)),
+        photometric=photometric_from_config(config),
+        aspect_ratio=float(_get(config, "aug_aspect_ratio", 0.0)),
+    )
+
+
 def build_fold_datasets(
     tfrecord_dir: str | os.PathLike, fold: int, config: Any
 ) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
@@ -231,12 +267,7 @@ def build_fold_datasets(
     Args:
       tfrecord_dir: folder with shards and ``manifest.json``.
       fold: held-out case id.
-      config: object or mapping (e.g. `sercseg_tf.config.ExperimentConfig`); reads
-        ``batch_size``, ``eval_batch_size`` (default 1), ``crop_size`` (or
-        ``crop_height`` and ``crop_width``), ``image_scale``, ``min_scale``, ``max_scale``,
-        ``scale_step``, ``flip``, ``seed``, ``shuffle_buffer`` (defaults as in
-        `build_dataset`) and the ``aug_*`` keys (`photometric_from_config`,
-        ``aug_aspect_ratio``; absent = off).
+      config: as for `build_train_dataset`; also reads ``eval_batch_size`` (default 1).
 
     Returns:
       ``(train_ds, eval_ds)``: augmented infinite stream over the other cases, and
@@ -245,28 +276,13 @@ def build_fold_datasets(
     train_ids, held_out = fold_cases(tfrecord_dir, fold)
     if not train_ids:
         raise ValueError(f"{tfrecord_dir}: fold {fold} leaves no case to train on")
-    image_scale = float(_get(config, "image_scale", 1.0))
-    train_ds = build_dataset(
-        [tfrecord.case_file_pattern(tfrecord_dir, c) for c in train_ids],
-        is_training=True,
-        batch_size=int(_get(config, "batch_size", 4)),
-        crop_size=_crop_size(config),
-        image_scale=image_scale,
-        min_scale=float(_get(config, "min_scale", 0.5)),
-        max_scale=float(_get(config, "max_scale", 2.0)),
-        scale_step=float(_get(config, "scale_step", 0.25)),
-        flip=bool(_get(config, "flip", True)),
-        seed=int(_get(config, "seed", 0)),
-        shuffle_buffer=int(_get(config, "shuffle_buffer", 256)),
-        photometric=photometric_from_config(config),
-        aspect_ratio=float(_get(config, "aug_aspect_ratio", 0.0)),
-    )
+    train_ds = build_train_dataset(tfrecord_dir, train_ids, config)
     if held_out is None:  # fold 0: every case trains, nothing to evaluate
         return train_ds, None
     eval_ds = build_dataset(
         tfrecord.case_file_pattern(tfrecord_dir, held_out),
         is_training=False,
         batch_size=int(_get(config, "eval_batch_size", 1)),
-        image_scale=image_scale,
+        image_scale=float(_get(config, "image_scale", 1.0)),
     )
     return train_ds, eval_ds

@@ -214,12 +214,8 @@ def _train_iterator(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
 
     A resumed run reseeds the stream so it does not replay the first batches.
     """
-    train_ds = dataset_lib.build_dataset(
-        [tfrecord.case_file_pattern(tfrecord_dir, c) for c in train_cases],
-        is_training=True, batch_size=config.batch_size, crop_size=config.crop_size,
-        image_scale=config.image_scale, min_scale=config.min_scale,
-        max_scale=config.max_scale, scale_step=config.scale_step, flip=config.flip,
-        seed=config.seed + start_step, shuffle_buffer=config.shuffle_buffer)
+    train_ds = dataset_lib.build_train_dataset(tfrecord_dir, train_cases, config,
+                                               seed=config.seed + start_step)
     train_ds = train_ds.map(lambda s: (s[formats.SAMPLE_IMAGE], s[formats.SAMPLE_LABEL]))
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

@@ -102,6 +102,11 @@ class ExperimentConfig:
     )
     aug_jpeg_prob: float = _field(0.0, "Probability of JPEG compression.")
     aug_jpeg_min_quality: int = _field(30, "Lowest JPEG quality; quality ~ U{this..100}.")
+    aug_resample_prob: float = _field(
+        0.0, "Probability of low-resolution footage: shrink by a factor ~ U(min, 1), "
+        "enlarge back."
+    )
+    aug_resample_min_factor: float = _field(0.5, "Smallest resampling factor, in (0, 1].")
     aug_aspect_ratio: float = _field(
         0.0, "Random aspect-ratio change before the random scale: width/height factor "
         "log-uniform in [1/(1+r), 1+r], area kept (resized footage)."
@@ -242,7 +247,9 @@ def _validate(cfg: ExperimentConfig, source: str) -> None:
             raise bad(key, "must be in [0, 1)")
     if not 0.0 <= cfg.aug_hue <= 0.5:
         raise bad("aug_hue", "must be in [0, 0.5]")
-    for key in ("aug_grayscale_prob", "aug_blur_prob", "aug_jpeg_prob"):
+    if not 0.0 < cfg.aug_resample_min_factor <= 1.0:
+        raise bad("aug_resample_min_factor", "must be in (0, 1]")
+    for key in ("aug_grayscale_prob", "aug_blur_prob", "aug_jpeg_prob", "aug_resample_prob"):
         if not 0.0 <= getattr(cfg, key) <= 1.0:
             raise bad(key, "must be a probability in [0, 1]")
     if not (math.isfinite(cfg.aug_blur_max_sigma) and cfg.aug_blur_max_sigma > 0.2):

@@ -25,6 +25,7 @@ OPS = {
     "blur": augment.Photometric(blur_prob=1.0, blur_max_sigma=2.5),
     "noise": augment.Photometric(noise_max_std=20.0),
     "jpeg": augment.Photometric(jpeg_prob=1.0, jpeg_min_quality=5),
+    "resample": augment.Photometric(resample_prob=1.0, resample_min_factor=0.3),
 }
 
 
@@ -56,6 +57,21 @@ def test_grayscale_makes_channels_equal_and_blur_smooths():
     lap = lambda x: np.abs(np.diff(x, axis=1)).mean()  # noqa: E731
     assert lap(blurred) < 0.5 * lap(image.numpy())
     np.testing.assert_allclose(blurred.mean(), image.numpy().mean(), rtol=0.02)
+
+
+def test_resample_removes_fine_detail_and_keeps_edges_in_place():
+    # Left half dark, right half light, plus pixel noise: a shrink to 40 % and back must
+    # smooth the noise away (as low-resolution footage would) without moving the edge.
+    rng = np.random.default_rng(1)
+    step = np.where(np.arange(60)[None, :] < 30, 60.0, 180.0) * np.ones((40, 1))
+    noisy = np.clip(step + rng.normal(0, 15, step.shape), 0, 255)[..., None].repeat(3, -1)
+    out = augment.resample(tf.constant(noisy, tf.float32), tf.constant(0.4)).numpy()
+    hf = lambda x: np.abs(np.diff(x[:, 2:26], axis=1)).mean()  # noqa: E731  (inside a half)
+    assert hf(out) < hf(noisy) / 3
+    for half, level in ((slice(0, 26), 60.0), (slice(34, 60), 180.0)):
+        assert abs(out[:, half].mean() - level) < 3.0
+    profile = out[..., 0].mean(0)
+    assert profile[27] < 120.0 < profile[32]  # the edge is still between columns 27 and 32
 
 
 def test_all_off_is_the_identity_and_keeps_deeplab2_draws():

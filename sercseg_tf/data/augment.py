@@ -119,6 +119,9 @@ class Photometric:
       noise_max_std: add N(0, std^2) noise, std ~ U(0, noise_max_std) grey levels (0-255).
       jpeg_prob: probability of JPEG compression at quality ~ U{jpeg_min_quality..100}.
       jpeg_min_quality: lowest JPEG quality.
+      resample_prob: probability of `resample` (footage stored at a lower resolution and
+        enlarged again) with factor ~ U(resample_min_factor, 1).
+      resample_min_factor: smallest resampling factor, in (0, 1].
     """
 
     brightness: float = 0.0
@@ -132,6 +135,8 @@ class Photometric:
     noise_max_std: float = 0.0
     jpeg_prob: float = 0.0
     jpeg_min_quality: int = 30
+    resample_prob: float = 0.0
+    resample_min_factor: float = 0.5
 
     @property
     def active(self) -> bool:
@@ -139,7 +144,8 @@ class Photometric:
         return any(
             v > 0
             for v in (self.brightness, self.contrast, self.gamma, self.hue, self.saturation,
-                      self.grayscale_prob, self.blur_prob, self.noise_max_std, self.jpeg_prob)
+                      self.grayscale_prob, self.blur_prob, self.noise_max_std, self.jpeg_prob,
+                      self.resample_prob)
         )  # fmt: skip
 
 
@@ -162,6 +168,19 @@ def gaussian_blur(image: tf.Tensor, sigma: tf.Tensor, max_sigma: float) -> tf.Te
     return x[0]
 
 
+def resample(image: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
+    """Shrinks ``[H, W, C]`` by ``factor`` (area-averaging) and enlarges it back (bilinear).
+
+    What footage recorded or stored at a lower resolution looks like once resized to the
+    frame size a model is fed: detail finer than ``1 / factor`` pixels, sensor noise
+    and codec blocks included, is smoothed away, edges stay where they were.
+    """
+    size = tf.shape(image)[:2]
+    small = tf.maximum(tf.cast(tf.round(tf.cast(size, tf.float32) * factor), tf.int32), 1)
+    x = tf.image.resize(image, small, method=tf.image.ResizeMethod.AREA)
+    return tf.image.resize(x, size, method=tf.image.ResizeMethod.BILINEAR)
+
+
 def _maybe(seed: tf.Tensor, probability: float, fn, x: tf.Tensor) -> tf.Tensor:
     """Applies ``fn`` with the given probability (drawn from ``seed``)."""
     if probability <= 0:
@@ -173,9 +192,11 @@ def _maybe(seed: tf.Tensor, probability: float, fn, x: tf.Tensor) -> tf.Tensor:
 def photometric(image: tf.Tensor, seed: tf.Tensor, params: Photometric) -> tf.Tensor:
     """Randomises the look of a float RGB image in [0, 255] (the label is not involved).
 
-    Order: brightness, contrast, gamma, hue, saturation, grey-scale, blur, noise, JPEG;
-    values are clipped to [0, 1] (on the 0-1 scale) after each op. Identity when
-    ``params`` has every op off.
+    Order: brightness, contrast, gamma, hue, saturation, grey-scale, blur, noise, JPEG,
+    resampling (a camera's noise and codec come before a later resize); values are
+    clipped to [0, 1] (on the 0-1 scale) after each op. Identity when ``params`` has
+    every op off. Resampling draws from ``stateless_fold_in(seed, 1)``, so adding it left
+    the other draws unchanged.
     """
     if not params.active:
         return image
@@ -209,6 +230,11 @@ def photometric(image: tf.Tensor, seed: tf.Tensor, params: Photometric) -> tf.Te
     x = _maybe(seeds[10], params.jpeg_prob,
                lambda t: tf.image.stateless_random_jpeg_quality(
                    t, params.jpeg_min_quality, 100, seeds[11]), x)  # fmt: skip
+    if params.resample_prob > 0:
+        more = tf.random.experimental.stateless_split(
+            tf.random.experimental.stateless_fold_in(seed, 1), 2)
+        factor = tf.random.stateless_uniform([], more[0], params.resample_min_factor, 1.0)
+        x = _maybe(more[1], params.resample_prob, lambda t: resample(t, factor), x)
     return tf.clip_by_value(x, 0.0, 1.0) * 255.0
 
 

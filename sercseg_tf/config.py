@@ -95,7 +95,7 @@ class ExperimentConfig:
     aug_grayscale_prob: float = _field(0.0, "Probability of converting a frame to grey.")
     aug_blur_prob: float = _field(0.0, "Probability of a Gaussian blur.")
     aug_blur_max_sigma: float = _field(
-        1.5, "Largest blur sigma in pixels of the frame after image_scale; sigma ~ U(0.2, max)."
+        1.5, "Largest blur sigma in pixels of the training crop; sigma ~ U(0.2, max)."
     )
     aug_noise_max_std: float = _field(
         0.0, "Gaussian noise with std ~ U(0, this) grey levels (0-255 scale)."

@@ -8,8 +8,9 @@ mean after preprocessing, label with the ignore label), a random crop and a rand
 horizontal flip applied to image and label together.
 
 Beyond deeplab2 (all off unless configured): photometric randomisation of the raw
-frame (`Photometric`: brightness, contrast, gamma, hue, saturation, grey-scale, Gaussian
-blur, noise, JPEG compression) and a random aspect-ratio change before the random scale,
+crop (`Photometric`: brightness, contrast, gamma, hue, saturation, grey-scale, Gaussian
+blur, noise, JPEG compression, resampling) and a random aspect-ratio change before the
+random scale,
 so a model trained on one camera's look also meets other clinics' footage. Photometric
 ops never touch the label; the aspect change resizes image and label together.
 
@@ -270,7 +271,13 @@ def augment(
     photometric_params: Photometric | None = None,
     aspect_ratio: float = 0.0,
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """[Photometric -> aspect ->] random scale -> normalise -> pad -> random crop -> flip.
+    """[Aspect ->] random scale -> pad -> random crop [-> photometric] -> normalise -> flip.
+
+    The photometric ops run on the crop only, the pixels the model is fed (2-3x fewer
+    than the scaled frame at the demo's sizes): the padded area is tracked with a
+    validity channel and set to 0 (the mean colour) after normalising, as deeplab2's
+    normalise-then-pad order leaves it, so with photometric ops off the result is
+    deeplab2's exactly.
 
     Args:
       image: float32 RGB ``[H, W, 3]`` in [0, 255].
@@ -281,9 +288,9 @@ def augment(
       max_scale: largest random scale.
       scale_step: spacing of the allowed scales (0 = continuous).
       flip: whether to apply the random horizontal flip.
-      normalize: function applied to the scaled image before padding (so padding
-        with 0 is padding with the mean colour); identity when None.
-      photometric_params: `Photometric` ranges applied to the unscaled image; None = off.
+      normalize: function applied to the crop (0 then marks the padding, i.e. the mean
+        colour); identity when None.
+      photometric_params: `Photometric` ranges applied to the crop; None = off.
       aspect_ratio: `random_aspect`'s max_change; 0 = off.
 
     Returns:
@@ -291,9 +298,6 @@ def augment(
     """
     crop_h, crop_w = (int(v) for v in crop_size)
     seeds = tf.random.experimental.stateless_split(seed, 3)
-    if photometric_params is not None and photometric_params.active:
-        image = photometric(image, tf.random.experimental.stateless_fold_in(seed, 1),
-                            photometric_params)  # fmt: skip
     if aspect_ratio > 0:
         image, label = random_aspect(
             image, label, tf.random.experimental.stateless_fold_in(seed, 2), aspect_ratio
@@ -303,10 +307,16 @@ def augment(
         image, label = resize_image_and_label(
             image, label, scaled_size(tf.shape(image)[:2], scale)
         )
+    with_valid = tf.concat([image, tf.ones_like(image[..., :1])], axis=-1)
+    with_valid, label = pad_to_size(with_valid, label, crop_h, crop_w)
+    with_valid, label = random_crop(with_valid, label, crop_h, crop_w, seeds[1])
+    image, valid = with_valid[..., :3], with_valid[..., 3:]
+    if photometric_params is not None and photometric_params.active:
+        image = photometric(image, tf.random.experimental.stateless_fold_in(seed, 1),
+                            photometric_params)  # fmt: skip
     if normalize is not None:
         image = normalize(image)
-    image, label = pad_to_size(image, label, crop_h, crop_w)
-    image, label = random_crop(image, label, crop_h, crop_w, seeds[1])
+    image = tf.where(valid > 0, image, tf.zeros_like(image))
     if flip:
         image, label = random_flip(image, label, seeds[2])
     image = tf.ensure_shape(image, [crop_h, crop_w, 3])

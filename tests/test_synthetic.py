@@ -265,6 +265,24 @@ def test_bad_frame_count_is_an_error(tmp_path: Path):
         synthetic.generate_dataset(tmp_path, num_cases=1, frames_per_case=0, write_video=False)
 
 
+def test_cli_rejects_both_frame_count_flags(tmp_path: Path):
+    # --frames_per_case sets every case, so --extra_case_frames beside it would be ignored.
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, str(repo / "tools" / "make_synthetic_data.py"),
+         f"--output_dir={tmp_path / 'out'}", "--num_cases=12", "--frames_per_case=2",
+         "--extra_case_frames=3", "--nowrite_video"],
+        capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "make_synthetic_data: give --frames_per_case (every case) or --extra_case_frames "
+        "(cases beyond Table 1's), not both")
+    assert not (tmp_path / "out").exists()
+
+
 def test_examples_written_small(tiny: Path, tmp_path: Path):
     paths = synthetic.save_examples(tiny, tmp_path, case_ids=(1,))
     assert [p.name for p in paths] == ["example_case01.png"]

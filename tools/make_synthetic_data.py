@@ -68,6 +68,10 @@ def main(argv: list[str]) -> int:
             print(f"make_synthetic_data: --{name} must be >= 1, got {FLAGS[name].value}",
                   file=sys.stderr)  # fmt: skip
             return 2
+    if FLAGS.frames_per_case is not None and FLAGS.extra_case_frames is not None:
+        print("make_synthetic_data: give --frames_per_case (every case) or "
+              "--extra_case_frames (cases beyond Table 1's), not both", file=sys.stderr)
+        return 2
     frames = FLAGS.frames_per_case
     if frames is None and FLAGS.extra_case_frames is not None:
         frames = synthetic.table1_then(FLAGS.extra_case_frames, FLAGS.num_cases)

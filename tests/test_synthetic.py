@@ -111,6 +111,19 @@ def test_same_seed_identical_bytes_and_cases_independent(tiny: Path, tmp_path: P
     assert no_video == with_video
 
 
+def test_video_cases_write_only_their_videos_and_the_same_frames(tiny: Path, tmp_path: Path):
+    # What make demo asks for: every case's frames, a video only for the held-out case.
+    synthetic.generate_dataset(
+        tmp_path, num_cases=2, frames_per_case=3, seed=SEED, video_cases={2}
+    )
+    assert _files(tmp_path / "case02") == _files(tiny / "case02")
+    without = _files(tmp_path / "case01")
+    assert "video.wmv" not in without
+    with_video = _files(tiny / "case01")
+    with_video.pop("video.wmv")
+    assert without == with_video
+
+
 def test_different_seed_or_case_differs(tiny: Path, tmp_path: Path):
     synthetic.generate_dataset(
         tmp_path, num_cases=1, frames_per_case=1, seed=SEED + 1, write_video=False
@@ -280,6 +293,25 @@ def test_cli_rejects_both_frame_count_flags(tmp_path: Path):
     assert proc.stderr.strip().splitlines()[-1] == (
         "make_synthetic_data: give --frames_per_case (every case) or --extra_case_frames "
         "(cases beyond Table 1's), not both")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [("13", "--video_cases [13] outside cases 1..12"),
+     ("5,x", "--video_cases must be case numbers, got 5,x")],
+)  # fmt: skip
+def test_cli_rejects_bad_video_cases(tmp_path: Path, value: str, reason: str):
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, str(repo / "tools" / "make_synthetic_data.py"),
+         f"--output_dir={tmp_path / 'out'}", "--num_cases=12", f"--video_cases={value}"],
+        capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == f"make_synthetic_data: {reason}"
     assert not (tmp_path / "out").exists()
 
 

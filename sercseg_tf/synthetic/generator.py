@@ -25,7 +25,7 @@ import math
 import multiprocessing
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -375,6 +375,7 @@ def generate_dataset(
     fps: int = 24,
     workers: int = 1,
     vary_size: bool = False,
+    video_cases: Collection[int] | None = None,
 ) -> list[Path]:
     """Generates `num_cases` synthetic ICSI cases under `output_dir`.
 
@@ -393,6 +394,8 @@ def generate_dataset(
       fps: video frame rate.
       workers: cases generated in parallel processes (output identical for any value).
       vary_size: each case draws its own stored size from `FRAME_SIZES` instead.
+      video_cases: with `write_video`, only these case ids get a video (None: all). A
+        case's frames and annotations are the same bytes with or without its video.
 
     Returns:
       The case folders, in case order.
@@ -410,11 +413,12 @@ def generate_dataset(
         if n < 1:
             raise ValueError(f"frames_per_case must be >= 1, got {n} for case {case_id}")
         size = frame_size(seed, case_id) if vary_size else tuple(image_size)
-        tasks.append((str(root), case_id, n, seed, write_video, size, fps))
+        with_video = write_video and (video_cases is None or case_id in video_cases)
+        tasks.append((str(root), case_id, n, seed, with_video, size, fps))
     paths = []
 
-    def report(path: Path, elapsed: float, n: int) -> None:
-        rendered = n * fps if write_video else n
+    def report(path: Path, elapsed: float, n: int, with_video: bool) -> None:
+        rendered = n * fps if with_video else n
         logging.info(
             "%s: %d frames, %d rendered in %.1f s (%.0f frames/s)",
             path.name, n, rendered, elapsed, rendered / max(elapsed, 1e-9),
@@ -428,10 +432,10 @@ def generate_dataset(
             for (path, elapsed), task in zip(
                 ex.map(_generate_one, *zip(*tasks, strict=True)), tasks, strict=True
             ):
-                report(path, elapsed, task[2])
+                report(path, elapsed, task[2], task[4])
     else:
         for task in tasks:
-            report(*_generate_one(*task), task[2])
+            report(*_generate_one(*task), task[2], task[4])
     return paths
 
 

@@ -85,6 +85,9 @@ class ExperimentConfig:
     scale_step: float = _field(0.25, "Random-scale augmentation: step between factors.")
     flip: bool = _field(True, "Random horizontal flip.")
     shuffle_buffer: int = _field(256, "Training shuffle buffer (frames).")
+    cache_frames: bool = _field(
+        False, "Keep decoded training frames (at image_scale) in memory after the first pass."
+    )
     # Training-time randomisation beyond deeplab2 (sercseg_tf.data.augment; 0 = off): other
     # clinics' optics, cameras and codecs. The paper names none; paper.yaml keeps them off.
     aug_brightness: float = _field(0.0, "Brightness shift ~ U(-b, b), fraction of full scale.")

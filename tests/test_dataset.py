@@ -111,6 +111,25 @@ def test_same_seed_gives_identical_batches(tiny_tfrecord_dir):
                for x, z in zip(a, c, strict=True))
 
 
+def test_cached_frames_give_the_uncached_stream(tiny_tfrecord_dir):
+    # cache_frames decodes and scales each frame once; the examples, across several
+    # passes over the records (the later ones read from the cache), must not change.
+    pattern = str(tiny_tfrecord_dir / "*.tfrecord")
+    num_records = sum(1 for _ in tf.data.TFRecordDataset(dataset.list_files(pattern)))
+    photometric = augment.Photometric(noise_max_std=4.0, blur_prob=0.5, grayscale_prob=0.3)
+
+    def batches(cache_frames):
+        ds = dataset.build_dataset(
+            pattern, is_training=True, batch_size=2, crop_size=(65, 97), image_scale=0.5,
+            min_scale=0.75, max_scale=1.25, seed=5, photometric=photometric,
+            cache_frames=cache_frames)
+        return list(ds.take(num_records + 2))  # ~3 passes of 2 examples per batch
+
+    for x, y in zip(batches(False), batches(True), strict=True):
+        for key in x:
+            np.testing.assert_array_equal(x[key].numpy(), y[key].numpy())
+
+
 def test_eval_dataset_yields_full_frames_in_order(synthetic_dir, tiny_tfrecord_dir):
     case_id = _case_ids(tiny_tfrecord_dir)[2]
     pattern = tfrecord.case_file_pattern(tiny_tfrecord_dir, case_id)

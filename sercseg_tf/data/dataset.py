@@ -118,6 +118,7 @@ def build_dataset(
     repeat: int | None = None,
     photometric: augment_lib.Photometric | None = None,
     aspect_ratio: float = 0.0,
+    cache_frames: bool = False,
 ) -> tf.data.Dataset:
     """Builds the training or evaluation stream from TFRecord shards.
 
@@ -136,6 +137,9 @@ def build_dataset(
       repeat: number of passes; None = forever when training, once when evaluating.
       photometric: photometric randomisation (training); None = off.
       aspect_ratio: random aspect-ratio change (training), see `augment.random_aspect`.
+      cache_frames: training keeps every decoded frame, resized by ``image_scale``, in
+        memory after the first pass (float32: ~13 bytes per scaled pixel), so PNG decoding
+        and the resize run once per frame instead of once per example. Same stream.
 
     Returns:
       Dataset of dicts: ``image`` float32 ``[B, h, w, 3]`` preprocessed by
@@ -174,13 +178,23 @@ def build_dataset(
         num_parallel_calls=AUTOTUNE,
         deterministic=True,
     )
+
+    def decode_scaled(serialized: tf.Tensor) -> dict:
+        sample = tfrecord.decode_example(serialized)
+        image, label = _resize_by(sample, image_scale)
+        return {**sample, formats.SAMPLE_IMAGE: image, formats.SAMPLE_LABEL: label}
+
+    if cache_frames:
+        # The shuffle permutes by seed and position only, so decoding before it (once,
+        # then cached) yields the stream that decoding after it does.
+        ds = ds.map(decode_scaled, num_parallel_calls=AUTOTUNE, deterministic=True).cache()
     ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     ds = ds.repeat(repeat)
     ds = ds.enumerate()
 
-    def train_map(index: tf.Tensor, serialized: tf.Tensor) -> dict:
-        sample = tfrecord.decode_example(serialized)
-        image, label = _resize_by(sample, image_scale)
+    def train_map(index: tf.Tensor, record: tf.Tensor | dict) -> dict:
+        sample = record if cache_frames else decode_scaled(record)
+        image, label = sample[formats.SAMPLE_IMAGE], sample[formats.SAMPLE_LABEL]
         example_seed = tf.stack([tf.constant(seed, tf.int64), index])
         image, label = augment_lib.augment(
             image,
@@ -238,8 +252,8 @@ def build_train_dataset(
       config: object or mapping (e.g. `sercseg_tf.config.ExperimentConfig`); reads
         ``batch_size``, ``crop_size`` (or ``crop_height`` and ``crop_width``),
         ``image_scale``, ``min_scale``, ``max_scale``, ``scale_step``, ``flip``,
-        ``seed``, ``shuffle_buffer`` (defaults as in `build_dataset`) and the ``aug_*``
-        keys (`photometric_from_config`, ``aug_aspect_ratio``; absent = off).
+        ``seed``, ``shuffle_buffer``, ``cache_frames`` (defaults as in `build_dataset`)
+        and the ``aug_*`` keys (`photometric_from_config`, ``aug_aspect_ratio``; absent = off).
       seed: overrides the config's ``seed`` (a resumed run reseeds its stream).
     """
     return build_dataset(
@@ -256,6 +270,7 @@ def build_train_dataset(
         shuffle_buffer=int(_get(config, "shuffle_buffer", 256)),
         photometric=photometric_from_config(config),
         aspect_ratio=float(_get(config, "aug_aspect_ratio", 0.0)),
+        cache_frames=bool(_get(config, "cache_frames", False)),
     )
 
 

@@ -278,17 +278,21 @@ def test_bad_frame_count_is_an_error(tmp_path: Path):
         synthetic.generate_dataset(tmp_path, num_cases=1, frames_per_case=0, write_video=False)
 
 
-def test_cli_rejects_both_frame_count_flags(tmp_path: Path):
-    # --frames_per_case sets every case, so --extra_case_frames beside it would be ignored.
+def _make_synthetic_data(out: Path, *flags: str):
+    """Runs tools/make_synthetic_data.py into ``out`` with ``flags``; the finished process."""
     import subprocess
     import sys
 
     repo = Path(__file__).resolve().parents[1]
-    proc = subprocess.run(
-        [sys.executable, str(repo / "tools" / "make_synthetic_data.py"),
-         f"--output_dir={tmp_path / 'out'}", "--num_cases=12", "--frames_per_case=2",
-         "--extra_case_frames=3", "--nowrite_video"],
-        capture_output=True, text=True, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, str(repo / "tools" / "make_synthetic_data.py"), f"--output_dir={out}",
+         *flags], capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def test_cli_rejects_both_frame_count_flags(tmp_path: Path):
+    # --frames_per_case sets every case, so --extra_case_frames beside it would be ignored.
+    proc = _make_synthetic_data(tmp_path / "out", "--num_cases=12", "--frames_per_case=2",
+                                "--extra_case_frames=3", "--nowrite_video")  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
         "make_synthetic_data: give --frames_per_case (every case) or --extra_case_frames "
@@ -302,14 +306,7 @@ def test_cli_rejects_both_frame_count_flags(tmp_path: Path):
      ("5,x", "--video_cases must be case numbers, got 5,x")],
 )  # fmt: skip
 def test_cli_rejects_bad_video_cases(tmp_path: Path, value: str, reason: str):
-    import subprocess
-    import sys
-
-    repo = Path(__file__).resolve().parents[1]
-    proc = subprocess.run(
-        [sys.executable, str(repo / "tools" / "make_synthetic_data.py"),
-         f"--output_dir={tmp_path / 'out'}", "--num_cases=12", f"--video_cases={value}"],
-        capture_output=True, text=True, timeout=120)  # fmt: skip
+    proc = _make_synthetic_data(tmp_path / "out", "--num_cases=12", f"--video_cases={value}")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == f"make_synthetic_data: {reason}"
     assert not (tmp_path / "out").exists()

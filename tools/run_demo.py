@@ -80,8 +80,8 @@ def main(argv: list[str]) -> None:
     if (last_case / "ground_truth.json").exists():
         print(f"Synthetic cases already in {synthetic_dir}; reusing them.")
     else:
-        # Training reads only the 1-per-second frames; the videos are ~90 % of the
-        # generation time, so only the held-out case gets one (to try predict on).
+        # Training reads only the 1-per-second frames, and writing every case's video took
+        # this stage from ~20 s to 97 s, so only the held-out case gets one (for predict).
         _run(["tools/make_synthetic_data.py", f"--output_dir={synthetic_dir}",
               f"--num_cases={num_cases}", f"--extra_case_frames={args.extra_case_frames}",
               f"--video_cases={args.fold}"])

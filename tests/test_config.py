@@ -55,6 +55,7 @@ def test_unknown_key_names_file_and_key(tmp_path):
     ("min_scale: 2.0\nmax_scale: 1.0\n", "min_scale"),
     ("crop_height: [1, 2]\n", "crop_height"),
     ("optimizer: rmsprop\n", "optimizer"),
+    ("loss_needle_weight: 0\n", "loss_needle_weight"),
 ])
 def test_bad_values_name_file_and_key(tmp_path, text, key):
     path = tmp_path / "c.yaml"

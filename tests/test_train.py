@@ -80,6 +80,32 @@ def test_top_k_cross_entropy_keeps_each_images_hardest_pixels():
         masked_cross_entropy_sums(tf.constant(label), logits_t, top_k_percent=0.0)
 
 
+def test_needle_weight_scales_needle_pixels_before_the_hard_pixel_selection():
+    import tensorflow as tf
+
+    from sercseg_tf.training.losses import class_weights, masked_cross_entropy_sums
+
+    assert class_weights(1.0) is None
+    weights = np.array(class_weights(3.0))
+    np.testing.assert_array_equal(weights, [1.0, 1.0, 1.0, 3.0])
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(2, 4, 5, 4)).astype(np.float32)
+    label = rng.integers(0, 4, (2, 4, 5)).astype(np.int32)
+    label[1, 0] = 255
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    safe = np.where(label == 255, 0, label)
+    ce = -np.take_along_axis(log_p, safe[..., None], -1)[..., 0] * weights[safe]
+    valid = label != 255
+    for top_k, expected_sum in [(1.0, ce[valid].sum()),
+                                (0.5, sum(np.sort(ce[b][valid[b]])[::-1][:k].sum()
+                                          for b, k in ((0, 10), (1, 8))))]:
+        ce_sum, count = masked_cross_entropy_sums(tf.constant(label), tf.constant(logits),
+                                                  top_k_percent=top_k,
+                                                  class_weights=tuple(weights))
+        np.testing.assert_allclose(float(ce_sum), expected_sum, rtol=1e-5)
+        assert float(count) == (valid.sum() if top_k == 1.0 else 18)  # counts, not weights
+
+
 # Runs in a fresh interpreter: logical CPU devices must be configured before TF starts.
 _MIRRORED_SCRIPT = textwrap.dedent("""
     import json, sys

@@ -36,7 +36,7 @@ import pathlib
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
@@ -50,7 +50,11 @@ from sercseg_tf.data import dataset as dataset_lib
 from sercseg_tf.data import tfrecord
 from sercseg_tf.fault_points import fault_point
 from sercseg_tf.training import checkpoints, distribute, evaluator, modeling, precision, summaries
-from sercseg_tf.training.losses import masked_cross_entropy_sums, selected_pixel_counts
+from sercseg_tf.training.losses import (
+    class_weights,
+    masked_cross_entropy_sums,
+    selected_pixel_counts,
+)
 from sercseg_tf.training.optimizer import make_optimizer
 from sercseg_tf.training.summaries import HistoryCsv
 
@@ -59,7 +63,8 @@ EVAL_HISTORY_COLUMNS = ("step", "loss", "iou_oocyte", "iou_serc", "iou_needle", 
 
 
 def make_train_step(strategy: tf.distribute.Strategy, model: keras.Model,
-                    optimizer: keras.optimizers.Optimizer, top_k_percent: float = 1.0):
+                    optimizer: keras.optimizers.Optimizer, top_k_percent: float = 1.0,
+                    class_weights: Sequence[float] | None = None):
     """Returns ``step(iterator) -> global loss``, one optimisation step (tf.function).
 
     ``iterator`` yields ``(images, labels)`` of a dataset distributed with
@@ -67,6 +72,7 @@ def make_train_step(strategy: tf.distribute.Strategy, model: keras.Model,
     ``S_global / N_global`` (see the module docstring). With ``top_k_percent < 1`` only
     each image's hardest pixels count (`losses.masked_cross_entropy_sums`); the
     selection is per image, so the step is still the same on any number of replicas.
+    ``class_weights`` (one per class id) multiply each pixel's cross-entropy.
     """
 
     def replica_step(images: tf.Tensor, label: tf.Tensor) -> tf.Tensor:
@@ -75,7 +81,8 @@ def make_train_step(strategy: tf.distribute.Strategy, model: keras.Model,
         global_count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, local_count)
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
-            ce_sum, _ = masked_cross_entropy_sums(label, logits, top_k_percent=top_k_percent)
+            ce_sum, _ = masked_cross_entropy_sums(label, logits, top_k_percent=top_k_percent,
+                                                  class_weights=class_weights)
             loss = ce_sum / tf.maximum(global_count, 1.0)
             scaled_loss = optimizer.scale_loss(loss)  # loss scaling (float16); else identity
         variables = model.trainable_variables
@@ -271,7 +278,8 @@ def _setup(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
                  strategy.num_replicas_in_sync, strategy_name, num_params,
                  start_step, config.num_steps)
     iterator = _train_iterator(config, tfrecord_dir, train_cases, start_step, strategy)
-    train_step = make_train_step(strategy, model, optimizer, config.loss_top_k_percent)
+    train_step = make_train_step(strategy, model, optimizer, config.loss_top_k_percent,
+                                 class_weights(config.loss_needle_weight))
     train_writer, eval_writer, train_history, eval_history = _open_outputs(
         config, model_dir, fold, chief, start_step)
     if held_out is None:

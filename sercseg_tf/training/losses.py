@@ -1,9 +1,13 @@
 """Losses (deeplab2's ``model/loss/``): softmax cross-entropy with an ignore label.
 
-Optionally with deeplab2's hard-pixel mining (``top_k_percent``).
+Optionally with deeplab2's hard-pixel mining (``top_k_percent``) and per-class pixel
+weights (``class_weights``; deeplab2 weighs pixels the same way, e.g. its
+``small_instance_weight``, and still divides by the pixel count).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import tensorflow as tf
 
@@ -32,14 +36,28 @@ def selected_pixel_counts(label: tf.Tensor, top_k_percent: float = 1.0,
     return tf.minimum(n, tf.maximum(tf.round(top_k_percent * n), 1.0))
 
 
+def class_weights(needle_weight: float = 1.0) -> tuple[float, ...] | None:
+    """Per-class pixel weights ``w[c]``: 1 for every class but the needle; None if all 1.
+
+    The needle is the thin, rare class (a few hundred of 300k pixels): plain
+    cross-entropy lets the model trade its edge pixels for background ones.
+    """
+    if needle_weight == 1.0:
+        return None
+    return tuple(needle_weight if c == labels.NEEDLE else 1.0 for c in range(labels.NUM_CLASSES))
+
+
 def masked_cross_entropy_sums(label: tf.Tensor, logits: tf.Tensor,
                               ignore_label: int = labels.IGNORE_LABEL,
-                              top_k_percent: float = 1.0) -> tuple[tf.Tensor, tf.Tensor]:
-    """Softmax cross-entropy summed over the kept pixels, and their count.
+                              top_k_percent: float = 1.0,
+                              class_weights: Sequence[float] | None = None,
+                              ) -> tuple[tf.Tensor, tf.Tensor]:
+    """Weighted softmax cross-entropy summed over the kept pixels, and their count.
 
-    Implements ``S = sum_b sum_{i in K_b} -log softmax(z_i)[y_i]`` and ``N = sum_b k_b``,
-    where ``K_b`` is, per image, the ``k_b`` valid pixels (`selected_pixel_counts`) of
-    largest cross-entropy: all of them for ``top_k_percent = 1`` (plain cross-entropy),
+    Implements ``S = sum_b sum_{i in K_b} w[y_i] * -log softmax(z_i)[y_i]`` and
+    ``N = sum_b k_b``, where ``w`` is ``class_weights`` (all 1 when None) and ``K_b`` is,
+    per image, the ``k_b`` valid pixels (`selected_pixel_counts`) of largest weighted
+    cross-entropy: all of them for ``top_k_percent = 1`` (plain cross-entropy),
     else the hardest fraction (deeplab2's ``top_k_percent``, from the online hard-pixel
     mining of Wu, Shen & van den Hengel 2016, "Bridging category-level and
     instance-level semantic image segmentation"). The mean loss is ``S / N``.
@@ -49,6 +67,7 @@ def masked_cross_entropy_sums(label: tf.Tensor, logits: tf.Tensor,
       logits: float ``[B, H, W, C]``.
       ignore_label: label value excluded from loss and count.
       top_k_percent: fraction of each image's valid pixels kept, in ``(0, 1]``.
+      class_weights: one non-negative weight per class id, or None (all 1).
 
     Returns:
       ``(S, N)`` float32 scalars.
@@ -60,6 +79,8 @@ def masked_cross_entropy_sums(label: tf.Tensor, logits: tf.Tensor,
     safe_label = tf.where(valid, label, tf.zeros_like(label))
     ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=safe_label, logits=tf.cast(logits, tf.float32))
+    if class_weights is not None:
+        ce = ce * tf.gather(tf.constant(class_weights, tf.float32), safe_label)
     counts = selected_pixel_counts(label, top_k_percent, ignore_label)
     if top_k_percent >= 1.0:
         return tf.reduce_sum(tf.where(valid, ce, tf.zeros_like(ce))), tf.reduce_sum(counts)

@@ -119,6 +119,11 @@ class ExperimentConfig:
         1.0, "deeplab2's top_k_percent: the loss keeps each image's hardest fraction of "
         "pixels (online hard-pixel mining); 1.0 = plain cross-entropy (the paper)."
     )
+    bn_recompute_batches: int = _field(
+        0, "PreciseBN: after the last step, set every BatchNorm's moving mean/variance to "
+        "the mean of its batch moments over this many training batches (weights frozen); "
+        "0 = keep the moving averages (the paper, deeplab2)."
+    )
     loss_needle_weight: float = _field(
         1.0, "Cross-entropy weight of needle pixels (every other class weighs 1; the "
         "loss is still divided by the pixel count); 1.0 = plain cross-entropy (the paper)."
@@ -227,7 +232,7 @@ def _validate(cfg: ExperimentConfig, source: str) -> None:
         if getattr(cfg, key) < 1:
             raise bad(key, "must be >= 1")
     for key in ("num_steps", "eval_every_steps", "eval_max_images", "num_summary_images",
-                "shuffle_buffer", "seed"):
+                "shuffle_buffer", "seed", "bn_recompute_batches"):
         if getattr(cfg, key) < 0:
             raise bad(key, "must be >= 0")
     for key in ("image_scale", "min_scale", "max_scale", "learning_rate"):

@@ -240,7 +240,7 @@ def _csv_rows(path: pathlib.Path) -> list[dict[str, str]]:
 def trained_runs(tiny_tfrecord_dir, tmp_path_factory):
     """Fold 2, num_steps 4 with a Ctrl-C after step 2; then the same command again."""
     from sercseg_tf import train
-    from sercseg_tf.training import loop
+    from sercseg_tf.training import loop, precise_bn
 
     model_dir = tmp_path_factory.mktemp("runs")
 
@@ -256,12 +256,26 @@ def trained_runs(tiny_tfrecord_dir, tmp_path_factory):
     mp.undo()
     ckpt_dir = model_dir / "fold_02" / "checkpoints"
     ckpt_after_interrupt = sorted(p.name for p in ckpt_dir.glob("ckpt-*.index"))
-    resumed = train.run_training(tiny_config(num_steps=4), tiny_tfrecord_dir, model_dir, FOLD)
-    return model_dir, ckpt_after_interrupt, resumed
+    # The resumed run recomputes BN statistics (PreciseBN) after its last step; record
+    # when (the last step completed before), with how many batches and the result.
+    steps_ended, recomputed = [], []
+    original = precise_bn.recompute_statistics
+
+    def recording(strategy, model, iterator, num_batches):
+        original(strategy, model, iterator, num_batches)
+        layer = precise_bn.batch_norm_layers(model)[0]
+        recomputed.append((steps_ended[-1], num_batches, layer.moving_mean.numpy().copy()))
+
+    mp.setattr(loop, "_on_step_end", steps_ended.append)
+    mp.setattr(precise_bn, "recompute_statistics", recording)
+    resumed = train.run_training(tiny_config(num_steps=4, bn_recompute_batches=2),
+                                 tiny_tfrecord_dir, model_dir, FOLD)
+    mp.undo()
+    return model_dir, ckpt_after_interrupt, resumed, recomputed
 
 
 def test_ctrl_c_saves_and_rerun_resumes_at_the_saved_step(trained_runs):
-    model_dir, ckpt_after_interrupt, resumed = trained_runs
+    model_dir, ckpt_after_interrupt, resumed, _ = trained_runs
     assert ckpt_after_interrupt == ["ckpt-1.index", "ckpt-2.index"]
     # Restarted at the checkpoint's optimizer.iterations, ran to num_steps.
     assert (resumed["start_step"], resumed["final_step"]) == (2, 4)
@@ -272,6 +286,20 @@ def test_ctrl_c_saves_and_rerun_resumes_at_the_saved_step(trained_runs):
     ckpts = {p.name for p in (model_dir / "fold_02" / "checkpoints").glob("ckpt-*.index")}
     assert {"ckpt-2.index", "ckpt-3.index", "ckpt-4.index"} <= ckpts
     assert (model_dir / "fold_02" / "config.yaml").is_file()
+
+
+def test_bn_statistics_are_recomputed_once_after_the_last_step_and_saved(trained_runs):
+    import keras
+
+    from sercseg_tf.training import checkpoints, modeling, precise_bn
+
+    model_dir, _, _, recomputed = trained_runs
+    assert [(after, k) for after, k, _ in recomputed] == [(3, 2)]  # in step 4, once
+    model = modeling.build_model(tiny_config())
+    ckpt = model_dir / "fold_02" / "checkpoints" / "ckpt-4"
+    checkpoints.make_checkpoint(model).restore(str(ckpt)).expect_partial()
+    saved = keras.ops.convert_to_numpy(precise_bn.batch_norm_layers(model)[0].moving_mean)
+    np.testing.assert_array_equal(saved, recomputed[0][2])  # ckpt-4 holds them
 
 
 def test_history_csvs_have_each_step_once(trained_runs):

@@ -12,6 +12,9 @@ the same global batch gives the same loss and update with 1, 2 or N replicas (th
 test runs MirroredStrategy over two logical CPUs against one device). Pixels with the
 ignore label (255) are excluded from the sum and the count.
 
+After the last step, with ``bn_recompute_batches > 0``, the BatchNorm moving statistics
+are replaced by their mean over that many training batches (`precise_bn`).
+
 `train_fold` adds the bookkeeping: `tf.train.CheckpointManager` (resume from the latest
 checkpoint at the right step; a checkpoint every ``save_checkpoints_steps`` steps, at
 the end and on Ctrl-C), TensorBoard summaries, history CSVs, progress logging and
@@ -49,7 +52,15 @@ from sercseg_tf.config import ExperimentConfig, check_run_config, save_config
 from sercseg_tf.data import dataset as dataset_lib
 from sercseg_tf.data import tfrecord
 from sercseg_tf.fault_points import fault_point
-from sercseg_tf.training import checkpoints, distribute, evaluator, modeling, precision, summaries
+from sercseg_tf.training import (
+    checkpoints,
+    distribute,
+    evaluator,
+    modeling,
+    precise_bn,
+    precision,
+    summaries,
+)
 from sercseg_tf.training.losses import (
     class_weights,
     masked_cross_entropy_sums,
@@ -479,6 +490,11 @@ def _train_loop(run: _FoldRun) -> None:
             step = progress.step
             if step % config.log_every_steps == 0 or step == config.num_steps:
                 _log_progress(run)
+            if step == config.num_steps and config.bn_recompute_batches:
+                # Before the final checkpoint, so every saved ckpt-<num_steps> has them.
+                with cli.deferred_interrupts():
+                    precise_bn.recompute_statistics(run.strategy, run.model, run.iterator,
+                                                    config.bn_recompute_batches)
             if step % config.save_checkpoints_steps == 0:
                 _save(run, step)
             if (config.eval_every_steps and step % config.eval_every_steps == 0

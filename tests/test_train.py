@@ -83,10 +83,10 @@ def test_top_k_cross_entropy_keeps_each_images_hardest_pixels():
 def test_needle_weight_scales_needle_pixels_before_the_hard_pixel_selection():
     import tensorflow as tf
 
-    from sercseg_tf.training.losses import class_weights, masked_cross_entropy_sums
+    from sercseg_tf.training.losses import masked_cross_entropy_sums, needle_class_weights
 
-    assert class_weights(1.0) is None
-    weights = np.array(class_weights(3.0))
+    assert needle_class_weights(1.0) is None
+    weights = np.array(needle_class_weights(3.0))
     np.testing.assert_array_equal(weights, [1.0, 1.0, 1.0, 3.0])
     rng = np.random.default_rng(2)
     logits = rng.normal(size=(2, 4, 5, 4)).astype(np.float32)
@@ -177,7 +177,7 @@ def test_mirrored_two_replicas_equals_one_device():
 def test_checkpoint_restores_model_and_optimizer_exactly(tmp_path):
     import keras
 
-    from sercseg_tf.training import checkpoints, modeling, optimizer
+    from sercseg_tf.training import checkpoints, modeling, optimizer, precise_bn
 
     def weights(m):
         return [keras.ops.convert_to_numpy(v) for v in m.variables
@@ -214,7 +214,7 @@ def test_checkpoint_restores_model_and_optimizer_exactly(tmp_path):
     for a, b in zip(weights(model), weights(model2), strict=True):
         np.testing.assert_array_equal(a, b)
     # Training-time BatchNorm uses global-batch statistics (sync) when configured.
-    bn = [la for la in model._flatten_layers() if isinstance(la, keras.layers.BatchNormalization)]
+    bn = precise_bn.batch_norm_layers(model)
     assert len(bn) > 50 and all(la.synchronized for la in bn)
     assert all(la.momentum == cfg.bn_momentum for la in bn)
 

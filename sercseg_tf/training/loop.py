@@ -62,8 +62,8 @@ from sercseg_tf.training import (
     summaries,
 )
 from sercseg_tf.training.losses import (
-    class_weights,
     masked_cross_entropy_sums,
+    needle_class_weights,
     selected_pixel_counts,
 )
 from sercseg_tf.training.optimizer import make_optimizer
@@ -290,7 +290,7 @@ def _setup(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
                  start_step, config.num_steps)
     iterator = _train_iterator(config, tfrecord_dir, train_cases, start_step, strategy)
     train_step = make_train_step(strategy, model, optimizer, config.loss_top_k_percent,
-                                 class_weights(config.loss_needle_weight))
+                                 needle_class_weights(config.loss_needle_weight))
     train_writer, eval_writer, train_history, eval_history = _open_outputs(
         config, model_dir, fold, chief, start_step)
     if held_out is None:

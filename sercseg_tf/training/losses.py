@@ -36,7 +36,7 @@ def selected_pixel_counts(label: tf.Tensor, top_k_percent: float = 1.0,
     return tf.minimum(n, tf.maximum(tf.round(top_k_percent * n), 1.0))
 
 
-def class_weights(needle_weight: float = 1.0) -> tuple[float, ...] | None:
+def needle_class_weights(needle_weight: float = 1.0) -> tuple[float, ...] | None:
     """Per-class pixel weights ``w[c]``: 1 for every class but the needle; None if all 1.
 
     The needle is the thin, rare class (a few hundred of 300k pixels): plain

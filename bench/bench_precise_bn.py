@@ -7,10 +7,11 @@ Usage:
 Restores the fold's latest checkpoint, evaluates the held-out case as
 `sercseg_tf.evaluate` does (`training.evaluator.evaluate_heldout`), then for each
 ``--batches`` K restores it again, replaces the BatchNorm moving statistics by their
-mean over K training batches (`training.precise_bn`, the config's training stream
-seeded with ``--stream_seed``) and evaluates again. Prints per-class IoU for each and the
-seconds the recomputation took. Writes nothing into the run folder. On a checkpoint
-trained with ``bn_recompute_batches > 0`` the "before" row already has PreciseBN.
+mean over K training batches (`training.precise_bn`; the training loop's stream,
+`loop.train_batches`, seeded with ``--stream_seed``) and evaluates again. Prints
+per-class IoU for each and the seconds the recomputation took. Writes nothing into the
+run folder. On a checkpoint trained with ``bn_recompute_batches > 0`` the "before" row
+already has PreciseBN.
 """
 
 from __future__ import annotations
@@ -32,17 +33,14 @@ def evaluate(config, num_batches: int) -> tuple[dict, float]:
     """(class means, seconds of the recomputation) with K = ``num_batches`` (0: none)."""
     import tensorflow as tf
 
-    from sercseg_tf import formats
     from sercseg_tf.data import dataset as dataset_lib
-    from sercseg_tf.training import checkpoints, evaluator, precise_bn
+    from sercseg_tf.training import checkpoints, evaluator, loop, precise_bn
 
     train_cases, held_out = dataset_lib.fold_cases(FLAGS.tfrecord_dir, FLAGS.fold)
     model, _ = checkpoints.restore_model(config, FLAGS.model_dir, FLAGS.fold)
     seconds = 0.0
     if num_batches:
-        stream = dataset_lib.build_train_dataset(FLAGS.tfrecord_dir, train_cases, config,
-                                                 seed=FLAGS.stream_seed)
-        stream = stream.map(lambda s: (s[formats.SAMPLE_IMAGE], s[formats.SAMPLE_LABEL]))
+        stream = loop.train_batches(config, FLAGS.tfrecord_dir, train_cases, FLAGS.stream_seed)
         start = time.perf_counter()
         precise_bn.recompute_statistics(tf.distribute.get_strategy(), model, iter(stream),
                                         num_batches)

@@ -225,6 +225,13 @@ def _worker_checkpoint_dir(model_dir: str | os.PathLike, fold: int, chief: bool
     return atomic_io.owned_temp_dir(tempfile.gettempdir(), f"sercseg-worker-fold{int(fold):02d}")
 
 
+def train_batches(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
+                  train_cases: list[int], seed: int) -> tf.data.Dataset:
+    """The training stream as ``(images, labels)`` batches, as the train step takes them."""
+    train_ds = dataset_lib.build_train_dataset(tfrecord_dir, train_cases, config, seed=seed)
+    return train_ds.map(lambda s: (s[formats.SAMPLE_IMAGE], s[formats.SAMPLE_LABEL]))
+
+
 def _train_iterator(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
                     train_cases: list[int], start_step: int,
                     strategy: tf.distribute.Strategy) -> tf.distribute.DistributedIterator:
@@ -232,9 +239,7 @@ def _train_iterator(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
 
     A resumed run reseeds the stream so it does not replay the first batches.
     """
-    train_ds = dataset_lib.build_train_dataset(tfrecord_dir, train_cases, config,
-                                               seed=config.seed + start_step)
-    train_ds = train_ds.map(lambda s: (s[formats.SAMPLE_IMAGE], s[formats.SAMPLE_LABEL]))
+    train_ds = train_batches(config, tfrecord_dir, train_cases, config.seed + start_step)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     train_ds = train_ds.with_options(options)

@@ -143,6 +143,11 @@ class ExperimentConfig:
         "capability >= 8.0, else float32. Weights, BatchNorm statistics and loss stay float32."
     )
     seed: int = _field(0, "Seed of keras.utils.set_random_seed and the input pipeline.")
+    # Inference (evaluation, the exported SavedModel and so predict).
+    add_flipped_images: bool = _field(
+        False, "Test-time flip (DeepLab's eval flag): average each frame's class "
+        "probabilities with those of its left-right mirror image; twice the inference work."
+    )
     # Bookkeeping.
     log_every_steps: int = _field(50, "Log progress and write train summaries every N steps.")
     save_checkpoints_steps: int = _field(1000, "Save a checkpoint every N steps (and at the end).")

@@ -3,10 +3,11 @@
 Restores the latest checkpoint of ``MODEL_DIR/fold_05`` and writes
 ``MODEL_DIR/fold_05/export/`` with `inference.export_saved_model`: ``serving_default``
 takes ``images: uint8[B,H,W,3]`` of any size and returns ``semantic_pred: int32[B,H,W]``
-and ``semantic_probs: float32[B,H,W,4]`` (preprocessing, ``image_scale`` and padding are
-inside the graph). The export is written into a hidden sibling and swapped in when
-complete (`sercseg_tf.atomic_io.atomic_dir`): a failed or killed export leaves the
-previous one intact.
+and ``semantic_probs: float32[B,H,W,4]`` (preprocessing, ``image_scale``, padding and,
+with ``add_flipped_images``, the test-time flip are inside the graph). The export is
+written into a hidden sibling and swapped in when complete
+(`sercseg_tf.atomic_io.atomic_dir`): a failed or killed export leaves the previous one
+intact.
 
 The export carries a model card, ``export/assets/model_card.json`` (`sercseg_tf.model_card`):
 classes and colours, the config, the training frame size and scales, the fold (0 = every
@@ -111,7 +112,8 @@ def run_export(config: ExperimentConfig, model_dir: str | os.PathLike, fold: int
     export_dir = layout.export_dir(model_dir, fold)
     # export_saved_model writes beside export_dir and swaps it in (atomic_io.atomic_dir).
     inference.export_saved_model(model, str(export_dir), image_scale=config.image_scale,
-                                 output_stride=config.output_stride, model_card=card)
+                                 output_stride=config.output_stride, model_card=card,
+                                 add_flipped_images=config.add_flipped_images)
     return export_dir
 
 

@@ -12,8 +12,10 @@ from sercseg_tf import formats, layout
 from sercseg_tf.config import ExperimentConfig
 
 FOLD = 2  # tiny_tfrecord_dir holds cases 1..3; case 2 has 2 frames of 480x640
+# With the test-time flip on, so evaluate and export must pass it to inference.
 CONFIG = ExperimentConfig().replace(
-    output_stride=32, image_scale=0.125, init_checkpoint="none", batch_size=2)
+    output_stride=32, image_scale=0.125, init_checkpoint="none", batch_size=2,
+    add_flipped_images=True)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +69,7 @@ def test_evaluation_writes_per_image_and_mean_iou(tiny_tfrecord_dir, model_dir):
     for row, sample in zip(df.itertuples(), _heldout_frames(tiny_tfrecord_dir), strict=True):
         assert row.filename == sample["filename"].numpy()[0].decode()
         logits = inference.predict_logits(model, sample["image"], CONFIG.image_scale,
-                                          CONFIG.output_stride)
+                                          CONFIG.output_stride, add_flipped_images=True)
         assert logits.shape[1:3] == (480, 640)
         pred = np.argmax(logits.numpy()[0], -1)
         ious = metrics.per_class_iou(pred, sample["label"].numpy()[0, ..., 0])
@@ -80,6 +82,11 @@ def test_evaluation_without_checkpoint_is_a_clear_error(tiny_tfrecord_dir, tmp_p
 
     with pytest.raises(FileNotFoundError, match="no checkpoint; train the fold first"):
         evaluate.run_evaluation(CONFIG, tiny_tfrecord_dir, tmp_path, FOLD)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    return probs / probs.sum(-1, keepdims=True)
 
 
 def test_exported_model_matches_the_restored_checkpoint(tiny_tfrecord_dir, model_dir):
@@ -95,10 +102,11 @@ def test_exported_model_matches_the_restored_checkpoint(tiny_tfrecord_dir, model
     model, _ = checkpoints.restore_model(CONFIG, model_dir, FOLD)
     frames = np.concatenate([s["image"].numpy() for s in _heldout_frames(tiny_tfrecord_dir)])
     out = serve(frames)
-    logits = inference.predict_logits(model, frames, CONFIG.image_scale, CONFIG.output_stride)
-    probs = logits.numpy()
-    probs = np.exp(probs - probs.max(-1, keepdims=True))
-    probs /= probs.sum(-1, keepdims=True)
+    logits = inference.predict_logits(model, frames, CONFIG.image_scale, CONFIG.output_stride,
+                                      add_flipped_images=True)
+    probs = _softmax(logits.numpy())
+    one_pass = inference.predict_logits(model, frames, CONFIG.image_scale, CONFIG.output_stride)
+    assert np.abs(_softmax(one_pass.numpy()) - probs).max() > 1e-2  # the flip is in the graph
     # The SavedModel's graph is optimised (grappler/oneDNN fuse each Conv2D with its fused
     # BatchNorm), which changes float32 rounding: nearly every probability agrees to 1e-5,
     # the few that do not stay within 1e-3.

@@ -113,6 +113,49 @@ def test_inference_is_deterministic(model):
     np.testing.assert_array_equal(first, again)
 
 
+def _softmax(logits) -> np.ndarray:
+    return tf.nn.softmax(logits, axis=-1).numpy()
+
+
+def test_add_flipped_images_averages_the_frame_and_its_mirror_image(model):
+    # DeepLab's test-time flip: p = (softmax(z(x)) + mirror(softmax(z(mirror(x))))) / 2,
+    # computed here from two separate one-pass predictions.
+    frames = _frames((2, 50, 71, 3), seed=6)
+    logits = predict_logits(model, frames, output_stride=OUTPUT_STRIDE,
+                            add_flipped_images=True).numpy()
+    plain = _softmax(predict_logits(model, frames, output_stride=OUTPUT_STRIDE))
+    mirrored = _softmax(predict_logits(model, frames[:, :, ::-1], output_stride=OUTPUT_STRIDE))
+    expected = (plain + mirrored[:, :, ::-1]) / 2
+    assert np.isfinite(logits).all()
+    np.testing.assert_allclose(_softmax(logits), expected, atol=1e-5, rtol=0)
+    assert np.abs(expected - plain).max() > 1e-3  # 100x the tolerance: the mirror matters
+    # The averaged prediction is mirror-symmetric: predicting the mirrored frames gives
+    # the mirror image of the prediction (71 columns pad 5 | 5, the same both ways).
+    again = predict_logits(model, frames[:, :, ::-1], output_stride=OUTPUT_STRIDE,
+                           add_flipped_images=True).numpy()
+    np.testing.assert_allclose(_softmax(again)[:, :, ::-1], _softmax(logits), atol=1e-5, rtol=0)
+
+
+def test_add_flipped_images_stays_finite_when_one_pass_is_certain():
+    # Logits 200 apart: each pass alone gives probabilities of exactly 0 in float32; the
+    # returned log-probabilities must still be finite and average the two passes.
+    class Fixed(keras.Model):
+        def call(self, x, training=False):
+            column = tf.cast(tf.range(tf.shape(x)[2]), tf.float32)[None, None, :, None]
+            left = tf.cast(column < tf.cast(tf.shape(x)[2], tf.float32) / 2, tf.float32)
+            big = 200.0 * tf.concat([left, 1.0 - left, 0.0 * left, 0.0 * left], axis=-1)
+            return tf.broadcast_to(big, tf.concat([tf.shape(x)[:3], [4]], 0))
+
+    x = tf.zeros((1, 33, 40, 3))
+    logits = predict_preprocessed(Fixed(), x, 16, add_flipped_images=True).numpy()
+    assert np.isfinite(logits).all()  # log(0) for classes 2 and 3 done naively
+    plain = _softmax(predict_preprocessed(Fixed(), x, 16))
+    assert set(np.unique(plain)) == {0.0, 1.0}
+    mirrored = _softmax(predict_preprocessed(Fixed(), x[:, :, ::-1], 16))[:, :, ::-1]
+    np.testing.assert_allclose(_softmax(logits), (plain + mirrored) / 2, atol=1e-6, rtol=0)
+    assert (np.abs(_softmax(logits)[..., 0] - 0.5) < 1e-6).mean() > 0.9  # the passes disagree
+
+
 @pytest.fixture(scope="module")
 def exported(model, tmp_path_factory):
     export_dir = tmp_path_factory.mktemp("export") / "saved_model"

@@ -101,25 +101,47 @@ def mirror_pad(images: tf.Tensor, output_stride: int) -> tuple[tf.Tensor, tf.Ten
     return x, top, left
 
 
-def predict_preprocessed(model: keras.Model, images, output_stride: int = 16) -> tf.Tensor:
+def _pad_model_crop(model: keras.Model, x: tf.Tensor, output_stride: int) -> tf.Tensor:
+    """Mirror-pads ``x`` to ``OS*k+1``, runs the model (inference mode), crops the logits."""
+    shape = tf.shape(x)
+    h, w = shape[1], shape[2]
+    padded, top, left = mirror_pad(x, output_stride)
+    logits = tf.cast(model(padded, training=False), tf.float32)
+    return logits[:, top:top + h, left:left + w, :]
+
+
+def predict_preprocessed(model: keras.Model, images, output_stride: int = 16,
+                         add_flipped_images: bool = False) -> tf.Tensor:
     """Mirror-pads preprocessed images to ``OS*k+1``, runs the model, crops the logits.
+
+    With ``add_flipped_images`` (DeepLab's evaluation flag of that name) the frame and
+    its left-right mirror image go through the model as one batch, and the prediction
+    is the mean of the two class distributions, ``p = (softmax(z) + F(softmax(z_F))) / 2``
+    (``z_F`` the logits of the mirrored frame, ``F`` the mirror). What is returned is
+    then ``log p``, computed as ``logsumexp(log_softmax(z), F(log_softmax(z_F))) - log 2``
+    (finite), so that ``softmax`` and ``argmax`` of the result are ``p`` and its class.
 
     Args:
       model: DeepLab model.
       images: preprocessed float32 ``[B, h, w, 3]`` of any size (e.g. the evaluation
         batches of `sercseg_tf.data.dataset.build_dataset`).
       output_stride: the model's output stride.
+      add_flipped_images: also predict the mirrored frames and average (twice the work).
 
     Returns:
-      float32 logits ``[B, h, w, num_classes]``.
+      float32 logits ``[B, h, w, num_classes]`` (log-probabilities with
+      ``add_flipped_images``).
     """
     check_output_stride(output_stride)
     x = tf.convert_to_tensor(images, tf.float32)
-    shape = tf.shape(x)
-    h, w = shape[1], shape[2]
-    x, top, left = mirror_pad(x, output_stride)
-    logits = tf.cast(model(x, training=False), tf.float32)
-    return logits[:, top:top + h, left:left + w, :]
+    if not add_flipped_images:
+        return _pad_model_crop(model, x, output_stride)
+    batch = tf.shape(x)[0]
+    both = _pad_model_crop(model, tf.concat([x, tf.reverse(x, axis=[2])], axis=0), output_stride)
+    log_p = tf.nn.log_softmax(both[:batch], axis=-1)
+    log_p_mirrored = tf.reverse(tf.nn.log_softmax(both[batch:], axis=-1), axis=[2])
+    return (tf.reduce_logsumexp(tf.stack([log_p, log_p_mirrored]), axis=0)
+            - tf.math.log(tf.constant(2.0, tf.float32)))
 
 
 def predict_logits(
@@ -127,17 +149,20 @@ def predict_logits(
     images_uint8,
     image_scale: float = 1.0,
     output_stride: int = 16,
+    add_flipped_images: bool = False,
 ) -> tf.Tensor:
     """Runs the model on whole RGB frames of any size and returns logits at that size.
 
-    tf.function-friendly (dynamic batch and spatial size); ``image_scale`` and
-    ``output_stride`` are Python constants.
+    tf.function-friendly (dynamic batch and spatial size); ``image_scale``,
+    ``output_stride`` and ``add_flipped_images`` are Python constants.
 
     Args:
       model: DeepLab model taking preprocessed float32 ``[B, h, w, 3]``.
       images_uint8: RGB frames ``[B, H, W, 3]`` (uint8, or floats in [0, 255]).
       image_scale: factor the frames are resized by before the model (as in training).
       output_stride: the model's output stride; inputs are mirror-padded to ``OS*k+1``.
+      add_flipped_images: average with the prediction of the mirrored frames
+        (`predict_preprocessed`).
 
     Returns:
       float32 logits ``[B, H, W, num_classes]``.
@@ -151,7 +176,8 @@ def predict_logits(
         # Resize then normalise, in the order of the input pipeline (both are linear, so
         # the order changes only float rounding).
         x = tf.image.resize(x, scaled_size(height, width, image_scale), method="bilinear")
-    logits = predict_preprocessed(model, preprocess_images(x), output_stride)
+    logits = predict_preprocessed(model, preprocess_images(x), output_stride,
+                                  add_flipped_images)
     if image_scale != 1.0:
         logits = tf.image.resize(logits, tf.stack([height, width]), method="bilinear")
     return logits
@@ -160,18 +186,21 @@ def predict_logits(
 class _ServingModule(tf.Module):
     """tf.Module holding the model and the ``serving_default`` tf.function."""
 
-    def __init__(self, model: keras.Model, image_scale: float, output_stride: int):
+    def __init__(self, model: keras.Model, image_scale: float, output_stride: int,
+                 add_flipped_images: bool):
         super().__init__(name="sercseg_serving")
         self.model = model
         self.image_scale = float(image_scale)
         self.output_stride = int(output_stride)
+        self.add_flipped_images = bool(add_flipped_images)
 
     @tf.function(
         input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=SERVING_INPUT)]
     )
     def serve(self, images):
         """``images: uint8[B,H,W,3]`` -> ``{semantic_pred: int32[B,H,W], semantic_probs}``."""
-        logits = predict_logits(self.model, images, self.image_scale, self.output_stride)
+        logits = predict_logits(self.model, images, self.image_scale, self.output_stride,
+                                self.add_flipped_images)
         probs = tf.nn.softmax(logits, axis=-1)
         return {
             SERVING_PRED: tf.argmax(logits, axis=-1, output_type=tf.int32),
@@ -185,6 +214,7 @@ def export_saved_model(
     image_scale: float = 1.0,
     output_stride: int = 16,
     model_card: Mapping[str, Any] | None = None,
+    add_flipped_images: bool = False,
 ) -> Path:
     """Writes a TF SavedModel whose ``serving_default`` segments uint8 frames of any size.
 
@@ -202,13 +232,15 @@ def export_saved_model(
       output_stride: the model's output stride.
       model_card: written to ``assets/model_card.json`` (`sercseg_tf.model_card`), where
         predict reads the training frame size; None writes none.
+      add_flipped_images: the graph averages each frame's prediction with its mirror
+        image's (`predict_preprocessed`).
 
     Returns:
       ``export_dir`` as a Path.
     """
     check_output_stride(output_stride)
     export_dir = Path(export_dir)
-    module = _ServingModule(model, image_scale, output_stride)
+    module = _ServingModule(model, image_scale, output_stride, add_flipped_images)
     with atomic_io.atomic_dir(export_dir) as tmp_dir:
         tf.saved_model.save(module, str(tmp_dir), signatures={SERVING_SIGNATURE: module.serve})
         if model_card is not None:

@@ -53,7 +53,8 @@ def make_predict_step(model, config: ExperimentConfig):
     @tf.function(reduce_retracing=True)
     def step(images, label):
         logits = inference.predict_logits(model, images, image_scale=config.image_scale,
-                                          output_stride=config.output_stride)
+                                          output_stride=config.output_stride,
+                                          add_flipped_images=config.add_flipped_images)
         label = tf.cast(label[..., 0], tf.int32)
         ce, count = masked_cross_entropy_sums(label, logits)
         return tf.argmax(logits, axis=-1, output_type=tf.int32), ce, count
@@ -87,7 +88,7 @@ def evaluate_heldout(model, config: ExperimentConfig, dataset: tf.data.Dataset,
 
     Args:
       model: the Keras model (inference mode is used).
-      config: gives image_scale and output_stride.
+      config: gives image_scale, output_stride and add_flipped_images.
       dataset: from `heldout_dataset`.
       num_panels: how many ``[input | gt | pred]`` overlay panels to keep.
       predict_step: a step from `make_predict_step` to reuse (avoids retracing).

@@ -16,7 +16,6 @@ already has PreciseBN.
 
 from __future__ import annotations
 
-import sys
 import time
 
 from absl import app, flags
@@ -53,8 +52,7 @@ def evaluate(config, num_batches: int) -> tuple[dict, float]:
 def main(argv: list[str]) -> int:
     """Command-line entry point (absl)."""
     del argv
-    if FLAGS.fold is None:
-        print("bench_precise_bn: --fold is required", file=sys.stderr)
+    if config_lib.fold_from_flags("bench_precise_bn") is None:
         return 2
     config = config_lib.config_from_flags()
     for k in [0, *(int(b) for b in FLAGS.batches)]:

@@ -16,7 +16,6 @@ seconds each evaluation took. Exit status 1 if a class differs by more than
 from __future__ import annotations
 
 import json
-import sys
 import time
 
 from absl import app, flags
@@ -55,8 +54,7 @@ def evaluate_in(config, precision: str) -> tuple[dict, list, float]:
 def main(argv: list[str]) -> int:
     """Command-line entry point (absl)."""
     del argv
-    if FLAGS.fold is None:
-        print("bench_precision_parity: --fold is required", file=sys.stderr)
+    if config_lib.fold_from_flags("bench_precision_parity") is None:
         return 2
     config = config_lib.config_from_flags()
     runs = {p: evaluate_in(config, p) for p in FLAGS.precisions}

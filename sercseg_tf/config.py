@@ -428,8 +428,8 @@ def fold_from_flags(prog: str, flag_values: Any = None) -> int | None:
     if all_cases:
         return 0
     if fv.fold is None:
-        print(f"{prog}: --fold is required (the held-out case id; --all_cases or --fold=0: "
-              "every case)", file=sys.stderr)
+        hint = "; --all_cases or --fold=0: every case" if "all_cases" in fv else ""
+        print(f"{prog}: --fold is required (the held-out case id{hint})", file=sys.stderr)
         return None
     return int(fv.fold)
 

@@ -82,17 +82,16 @@ def run_evaluation(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
 def main(argv: list[str]) -> int:
     """Command-line entry point (absl)."""
     del argv
-    if FLAGS.fold is None:
-        print("evaluate: --fold is required (the held-out case id)", file=sys.stderr)
+    fold = config_lib.fold_from_flags("evaluate")
+    if fold is None:
         return 2
     try:
-        config = config_lib.run_config_from_flags(
-            layout.config_path(FLAGS.model_dir, FLAGS.fold))
-        per_image = run_evaluation(config, FLAGS.tfrecord_dir, FLAGS.model_dir, FLAGS.fold)
+        config = config_lib.run_config_from_flags(layout.config_path(FLAGS.model_dir, fold))
+        per_image = run_evaluation(config, FLAGS.tfrecord_dir, FLAGS.model_dir, fold)
     except (ConfigError, OSError, ValueError) as e:
         print(f"evaluate: {e}", file=sys.stderr)
         return 1
-    out_dir = layout.eval_dir(FLAGS.model_dir, FLAGS.fold)
+    out_dir = layout.eval_dir(FLAGS.model_dir, fold)
     print(f"{len(per_image)} frames -> {out_dir / layout.IOU_CSV}")
     print(pd.read_csv(out_dir / layout.IOU_MEAN_CSV).to_string(index=False))
     return 0

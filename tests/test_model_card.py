@@ -125,3 +125,17 @@ def test_fold_flags(capsys):
     fv(["prog", "--all_cases", "--fold=3"])
     assert config_lib.fold_from_flags("train", fv) is None
     assert capsys.readouterr().err.strip() == "train: give --fold or --all_cases, not both"
+    fv = flags.FlagValues()
+    config_lib.define_flags(fv)
+    config_lib.define_all_cases_flag(fv)
+    fv(["prog"])
+    assert config_lib.fold_from_flags("train", fv) is None
+    assert capsys.readouterr().err.strip() == (
+        "train: --fold is required (the held-out case id; --all_cases or --fold=0: every case)")
+    fv = flags.FlagValues()  # evaluate and the benches have no --all_cases
+    config_lib.define_flags(fv)
+    fv(["prog"])
+    assert config_lib.fold_from_flags("evaluate", fv) is None
+    assert capsys.readouterr().err.strip() == "evaluate: --fold is required (the held-out case id)"
+    fv(["prog", "--fold=5"])
+    assert config_lib.fold_from_flags("evaluate", fv) == 5

@@ -126,6 +126,32 @@ def test_fast_conv_equals_keras_conv_with_gradients(rate, strides):
     np.testing.assert_allclose(dynamic(x).numpy(), results[1][0].numpy(), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("strides, size", [(1, (13, 17)), (2, (13, 17)), (2, (12, 9))])
+def test_pointwise_gemm_conv_equals_keras_conv_with_gradients(monkeypatch, strides, size):
+    """The 1x1 conv whose gradients are matrix products (`pointwise_conv`) against Keras."""
+    from sercseg_tf.model import fast_layers
+
+    monkeypatch.setattr(fast_layers, "GEMM_MIN_POINTWISE_CHANNELS", 4)
+    x = tf.constant(np.random.default_rng(1).normal(size=(2, *size, 8)).astype("float32"))
+    ours = fast_layers.Conv2D(6, 1, strides=strides)
+    ref = keras.layers.Conv2D(6, 1, strides=strides)
+    ours.build(x.shape)
+    ref.build(x.shape)
+    ref.set_weights(ours.get_weights())
+    assert ours._pointwise_gemm(x, ours.kernel)
+    results = []
+    for layer in (ours, ref):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * y * tf.range(6, dtype=tf.float32))
+        results.append((y, *tape.gradient(loss, [x, layer.kernel, layer.bias])))
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
+    dynamic = tf.function(ours, input_signature=[tf.TensorSpec([None, None, None, 8])])
+    np.testing.assert_allclose(dynamic(x).numpy(), results[1][0].numpy(), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("training", [False, True])
 def test_fast_batch_norm_equals_keras_batch_norm(training):
     from sercseg_tf.model import fast_layers

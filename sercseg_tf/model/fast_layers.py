@@ -34,6 +34,10 @@ _FUSED_DTYPES = (tf.float32, tf.bfloat16, tf.float16)
 # Smallest dilation rate computed by `atrous_conv_gemm` (measured: faster from rate 3 in
 # float32 and bfloat16, fwd + bwd; rate 2 is faster as one dilated Conv2D op).
 GEMM_MIN_RATE = 3
+# Smallest input and output channel count for which `pointwise_conv` computes a 1x1
+# convolution's gradients as matrix products (measured: 1.4-2x faster fwd + bwd in
+# bfloat16 from 128 channels on; at 64 channels oneDNN's own kernels are as fast or faster).
+GEMM_MIN_POINTWISE_CHANNELS = 128
 
 
 def _taps(shape, kernel_size: tuple[int, int], rate: int):
@@ -121,6 +125,49 @@ def atrous_conv_gemm(x, kernel, rate: int):
     return conv(x, tf.convert_to_tensor(kernel))
 
 
+def pointwise_conv(x, kernel, stride: int):
+    """1x1 convolution whose gradients are matrix products.
+
+    Implements ``y[b, p] = x[b, s p] @ k[0, 0]`` (stride ``s``; for a 1x1 kernel 'same'
+    and 'valid' padding agree). The forward pass is TensorFlow's ``Conv2D`` op (oneDNN
+    fuses it with the bias add); the gradients are ``dk = x_s^T @ dy`` and ``dx_s = dy @
+    k^T`` with ``x_s = x[:, ::s, ::s]`` flattened to ``[B H' W', C]``: oneDNN's
+    ``Conv2DBackpropFilter`` on small maps with many channels ran at a third of the
+    matmul rate in bfloat16. A strided conv's ``dx`` (zero off the sampled pixels) is
+    TensorFlow's ``Conv2DBackpropInput``.
+
+    Args:
+      x: ``[B, H, W, C]``.
+      kernel: ``[1, 1, C, F]`` of x's dtype.
+      stride: the stride in both directions.
+
+    Returns:
+      ``[B, ceil(H / s), ceil(W / s), F]`` of x's dtype.
+    """
+    channels, filters = kernel.shape[2], kernel.shape[3]
+
+    @tf.custom_gradient
+    def conv(x, kernel):
+        y = tf.nn.conv2d(x, kernel, strides=stride, padding="VALID")
+
+        def grad(dy):
+            sampled = x[:, ::stride, ::stride, :] if stride > 1 else x
+            dy_2d = tf.reshape(dy, [-1, filters])
+            dk = tf.matmul(tf.reshape(sampled, [-1, channels]), dy_2d, transpose_a=True)
+            if stride > 1:
+                dx = tf.nn.conv2d_transpose(dy, kernel, tf.shape(x), strides=stride,
+                                            padding="VALID")
+            else:
+                dx = tf.matmul(dy_2d, tf.reshape(kernel, [channels, filters]),
+                               transpose_b=True)
+                dx = tf.reshape(dx, tf.shape(x))
+            return dx, tf.reshape(dk, [1, 1, channels, filters])
+
+        return y, grad
+
+    return conv(x, tf.convert_to_tensor(kernel))
+
+
 @keras.saving.register_keras_serializable(package="sercseg_tf")
 class Conv2D(keras.layers.Conv2D):
     """`keras.layers.Conv2D` whose dilated case avoids space-to-batch (see module doc)."""
@@ -135,6 +182,8 @@ class Conv2D(keras.layers.Conv2D):
         1e-4 in the second step's loss, cause not found; the dilated op agrees exactly.)
         """
         rates = tuple(self.dilation_rate)
+        if self._pointwise_gemm(inputs, kernel):
+            return pointwise_conv(inputs, kernel, self.strides[0])
         if (max(rates) == 1 or self.groups != 1 or self.data_format != "channels_last"
                 or any(s > 1 for s in self.strides)):
             return super().convolution_op(inputs, kernel)
@@ -144,6 +193,15 @@ class Conv2D(keras.layers.Conv2D):
             return atrous_conv_gemm(inputs, kernel, rates[0])
         return tf.nn.conv2d(inputs, kernel, strides=1, padding=self.padding.upper(),
                             dilations=list(rates))
+
+
+    def _pointwise_gemm(self, inputs, kernel) -> bool:
+        """Whether `pointwise_conv` runs this layer: a plain 1x1 conv on many channels."""
+        kh, kw, channels, filters = kernel.shape
+        return (kh == kw == 1 and max(self.dilation_rate) == 1 and self.groups == 1
+                and self.data_format == "channels_last"
+                and self.strides[0] == self.strides[1]
+                and min(channels, filters) >= GEMM_MIN_POINTWISE_CHANNELS)
 
 
 def _replicas_in_sync() -> int:

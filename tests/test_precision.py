@@ -152,6 +152,41 @@ def test_pointwise_gemm_conv_equals_keras_conv_with_gradients(monkeypatch, strid
     np.testing.assert_allclose(dynamic(x).numpy(), results[1][0].numpy(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("kernel_size, size", [(3, (7, 9)), (3, (2, 5)), (5, (6, 4))])
+def test_conv_tap_grad_equals_conv_with_gradients(kernel_size, size):
+    """`conv_tap_grad` (kernel gradient per tap) against TensorFlow's own conv gradients,
+    on maps as small as the kernel (taps that see padding only)."""
+    from sercseg_tf.model import fast_layers
+
+    rng = np.random.default_rng(2)
+    x = tf.constant(rng.normal(size=(2, *size, 8)).astype("float32"))
+    kernel = tf.constant(rng.normal(size=(kernel_size, kernel_size, 8, 6)).astype("float32"))
+    weights = tf.range(6, dtype=tf.float32)
+    results = []
+    for conv in (fast_layers.conv_tap_grad,
+                 lambda x, k: tf.nn.conv2d(x, k, strides=1, padding="SAME")):
+        with tf.GradientTape() as tape:
+            tape.watch([x, kernel])
+            y = conv(x, kernel)
+            loss = tf.reduce_sum(y * y * weights)
+        results.append((y, *tape.gradient(loss, [x, kernel])))
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_tap_grad_only_for_bfloat16_convs_on_many_channels(monkeypatch):
+    from sercseg_tf.model import fast_layers
+
+    monkeypatch.setattr(fast_layers, "TAP_GRAD_MIN_CHANNELS", 8)
+    layer = fast_layers.Conv2D(8, 3, padding="same")
+    layer.build((None, 7, 9, 8))
+    for dtype, expected in ((tf.bfloat16, True), (tf.float32, False)):
+        x = tf.zeros([1, 7, 9, 8], dtype)
+        assert layer._tap_grad(x, tf.cast(layer.kernel, dtype)) is expected
+    narrow = tf.zeros([1, 7, 9, 4], tf.bfloat16)
+    assert not layer._tap_grad(narrow, tf.zeros([3, 3, 4, 8], tf.bfloat16))
+
+
 @pytest.mark.parametrize("training", [False, True])
 def test_fast_batch_norm_equals_keras_batch_norm(training):
     from sercseg_tf.model import fast_layers

@@ -16,6 +16,13 @@ load unchanged, and every output equals Keras' up to float rounding (tested).
   weight gradient of the rate-12 branch took longer than in float32), while a sum of
   per-tap matrix products runs at the matmul rate and skips taps that fall entirely in
   the padding.
+  Two more cases compute their *gradients* as matrix products and leave the forward
+  op alone (so inference is unchanged): 1x1 convs on >= 128 channels (`pointwise_conv`)
+  and bfloat16 3x3 convs on >= 256 channels (`conv_tap_grad`, kernel gradient per tap),
+  on one replica as the per-tap path.
+  oneDNN's ``Conv2DBackpropFilter`` ran at a third of the matmul rate on the small,
+  many-channel maps of ResNet's later stages (bfloat16, the demo's stride-32 stage: 9.0
+  ms for the kernel gradient of a 1024->2048 1x1 conv, 3.4 ms as one matmul).
 - `BatchNormalization`: Keras 3 normalises with separate moments / multiply / add ops and
   casts bfloat16 inputs to float32 and back around them. `BatchNormalization` calls the
   fused kernel (``FusedBatchNormV3``: statistics, scale and shift accumulate in float32
@@ -38,6 +45,10 @@ GEMM_MIN_RATE = 3
 # convolution's gradients as matrix products (measured: 1.4-2x faster fwd + bwd in
 # bfloat16 from 128 channels on; at 64 channels oneDNN's own kernels are as fast or faster).
 GEMM_MIN_POINTWISE_CHANNELS = 128
+# Smallest channel count for which a bfloat16 3x3 conv computes its kernel gradient per
+# tap (`conv_tap_grad`; measured fwd + bwd: 1.5x faster at 512 channels on the demo's
+# 7x9 maps, 1.2x at 256; no gain in float32, whose kernel is not the slow one).
+TAP_GRAD_MIN_CHANNELS = 256
 
 
 def _taps(shape, kernel_size: tuple[int, int], rate: int):
@@ -109,18 +120,52 @@ def atrous_conv_gemm(x, kernel, rate: int):
         def grad(dy_out):
             dx_in = tf.nn.conv2d_transpose(dy_out, kernel, shape, strides=1, padding="SAME",
                                            dilations=rate)
-            per_tap = {}
-            for i, j, dy, dx in taps:
-                (y0, x0), (iy, ix), rows, cols = _overlap(x, dy, dx)
-                xs = tf.slice(x, [0, iy, ix, 0], [batch, rows, cols, channels])
-                gs = tf.slice(dy_out, [0, y0, x0, 0], [batch, rows, cols, filters])
-                per_tap[(i, j)] = tf.matmul(tf.reshape(xs, [-1, channels]),
-                                            tf.reshape(gs, [-1, filters]), transpose_a=True)
-            zeros = tf.zeros([channels, filters], kernel.dtype)
-            dk = tf.stack([per_tap.get((i, j), zeros) for i in range(kh) for j in range(kw)])
-            return dx_in, tf.reshape(dk, [kh, kw, channels, filters])
+            return dx_in, _kernel_grad_per_tap(x, dy_out, kernel.shape, taps)
 
         return tf.cast(y, x.dtype), grad
+
+    return conv(x, tf.convert_to_tensor(kernel))
+
+
+def _kernel_grad_per_tap(x, dy_out, kernel_shape, taps):
+    """Kernel gradient of a 'same' stride-1 conv: ``dk[i, j] = x_region^T @ dy_region``.
+
+    For each tap of `_taps`, the input pixels it reads and the output pixels it writes
+    (`_overlap`) form one matrix product; taps that see padding only get zeros.
+    """
+    kh, kw, channels, filters = kernel_shape
+    batch = tf.shape(x)[0]
+    per_tap = {}
+    for i, j, dy, dx in taps:
+        (y0, x0), (iy, ix), rows, cols = _overlap(x, dy, dx)
+        xs = tf.slice(x, [0, iy, ix, 0], [batch, rows, cols, channels])
+        gs = tf.slice(dy_out, [0, y0, x0, 0], [batch, rows, cols, filters])
+        per_tap[(i, j)] = tf.matmul(tf.reshape(xs, [-1, channels]),
+                                    tf.reshape(gs, [-1, filters]), transpose_a=True)
+    zeros = tf.zeros([channels, filters], x.dtype)
+    dk = tf.stack([per_tap.get((i, j), zeros) for i in range(kh) for j in range(kw)])
+    return tf.reshape(dk, [kh, kw, channels, filters])
+
+
+def conv_tap_grad(x, kernel):
+    """'same'-padded stride-1 undilated convolution whose kernel gradient is per-tap GEMMs.
+
+    Forward: TensorFlow's ``Conv2D`` op; ``dx``: its ``Conv2DBackpropInput``; ``dk``:
+    `_kernel_grad_per_tap` (on the last stage's small maps oneDNN's
+    ``Conv2DBackpropFilter`` ran at a third of the matmul rate in bfloat16).
+    """
+    taps = list(_taps(x.shape, kernel.shape[:2], 1))
+
+    @tf.custom_gradient
+    def conv(x, kernel):
+        y = tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
+
+        def grad(dy_out):
+            dx_in = tf.nn.conv2d_transpose(dy_out, kernel, tf.shape(x), strides=1,
+                                           padding="SAME")
+            return dx_in, _kernel_grad_per_tap(x, dy_out, kernel.shape, taps)
+
+        return y, grad
 
     return conv(x, tf.convert_to_tensor(kernel))
 
@@ -184,6 +229,8 @@ class Conv2D(keras.layers.Conv2D):
         rates = tuple(self.dilation_rate)
         if self._pointwise_gemm(inputs, kernel):
             return pointwise_conv(inputs, kernel, self.strides[0])
+        if self._tap_grad(inputs, kernel):
+            return conv_tap_grad(inputs, kernel)
         if (max(rates) == 1 or self.groups != 1 or self.data_format != "channels_last"
                 or any(s > 1 for s in self.strides)):
             return super().convolution_op(inputs, kernel)
@@ -196,12 +243,30 @@ class Conv2D(keras.layers.Conv2D):
 
 
     def _pointwise_gemm(self, inputs, kernel) -> bool:
-        """Whether `pointwise_conv` runs this layer: a plain 1x1 conv on many channels."""
+        """Whether `pointwise_conv` runs this layer: a plain 1x1 conv on many channels.
+
+        One replica only: with two replicas in sync a two-worker cluster and one process
+        disagreed by 1e-4 in the second step's loss, as with `atrous_conv_gemm`.
+        """
         kh, kw, channels, filters = kernel.shape
         return (kh == kw == 1 and max(self.dilation_rate) == 1 and self.groups == 1
                 and self.data_format == "channels_last"
                 and self.strides[0] == self.strides[1]
-                and min(channels, filters) >= GEMM_MIN_POINTWISE_CHANNELS)
+                and min(channels, filters) >= GEMM_MIN_POINTWISE_CHANNELS
+                and _replicas_in_sync() == 1)
+
+
+    def _tap_grad(self, inputs, kernel) -> bool:
+        """Whether `conv_tap_grad` runs this layer: a bfloat16 'same' conv, many channels.
+
+        Undilated, stride 1, odd kernel larger than 1x1, one replica (as `atrous_conv_gemm`).
+        """
+        kh, kw, channels, filters = kernel.shape
+        return (kh % 2 == 1 and kw % 2 == 1 and kh * kw > 1 and max(self.dilation_rate) == 1
+                and max(self.strides) == 1 and self.groups == 1 and self.padding == "same"
+                and self.data_format == "channels_last" and inputs.dtype == tf.bfloat16
+                and min(channels, filters) >= TAP_GRAD_MIN_CHANNELS
+                and _replicas_in_sync() == 1)
 
 
 def _replicas_in_sync() -> int:

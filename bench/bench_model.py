@@ -30,6 +30,9 @@ median over the timed calls, with min/max and process CPU seconds beside it:
   needs multiples of 32); ours takes 481x641 crops and pads the frame to 481x641.
 - ``demo`` (``--demo``): the train step of configs/demo.yaml (its output stride, crop and
   batch).
+- ``gemm_grads_speedup`` (``--gemm_grads_baseline``): each of our train steps again with
+  `fast_layers.pointwise_conv` and `fast_layers.conv_tap_grad` off (keys ending in
+  ``/onednn_grads``), and the ratio of the two medians per subject.
 
 Random initialisation; weights do not change the cost. The first ``--warmup`` calls
 (tracing) are not timed. CPU flags from /proc/cpuinfo are printed and stored.
@@ -37,6 +40,7 @@ Random initialisation; weights do not change the cost. The first ``--warmup`` ca
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -63,6 +67,9 @@ flags.DEFINE_integer("inter_op_threads", 0, "tf.config inter-op threads (0 = TF 
 flags.DEFINE_integer("intra_op_threads", 0, "tf.config intra-op threads (0 = TF default).")
 flags.DEFINE_boolean("jit_compile", False, "XLA-compile our train step and inference.")
 flags.DEFINE_string("output_json", None, "Write the results here as JSON.")
+flags.DEFINE_boolean("gemm_grads_baseline", False,
+                     "Also time our train steps with the GEMM gradients of the 1x1 and "
+                     "bfloat16 3x3 convs off (oneDNN's own kernels), keys '.../onednn_grads'.")
 
 PEER_NAME = "keras_hub.models.DeepLabV3ImageSegmenter (ResNet-50, ASPP on P5, rates 6/12/18)"
 PEER_OUTPUT_STRIDE = 32
@@ -205,6 +212,33 @@ def _batch(batch: int, size: tuple[int, int], seed: int = 0):
     return images, labels
 
 
+@contextlib.contextmanager
+def _onednn_grads():
+    """Turns the GEMM-gradient convolutions off while a step is traced (and run)."""
+    from sercseg_tf.model import fast_layers
+
+    saved = fast_layers.GEMM_MIN_POINTWISE_CHANNELS, fast_layers.TAP_GRAD_MIN_CHANNELS
+    fast_layers.GEMM_MIN_POINTWISE_CHANNELS = fast_layers.TAP_GRAD_MIN_CHANNELS = 2**31
+    try:
+        yield
+    finally:
+        fast_layers.GEMM_MIN_POINTWISE_CHANNELS, fast_layers.TAP_GRAD_MIN_CHANNELS = saved
+
+
+def _with_baseline(train: dict, key: str, build: Callable[[], Callable[[], object]]) -> None:
+    """Adds ``train[key] = build()`` and, with --gemm_grads_baseline, a twin on a second
+    model whose step is traced with the GEMM-gradient convolutions off."""
+    train[key] = build()
+    if FLAGS.gemm_grads_baseline:
+        twin = build()
+
+        def run_twin():
+            with _onednn_grads():  # the first (warm-up) call traces the step
+                return twin()
+
+        train[f"{key}/onednn_grads"] = run_twin
+
+
 def train_subject(model, batch: int, size: tuple[int, int], jit: bool = False):
     """A no-arg callable running one train step of ``model``: our loop's step and Adam."""
     import tensorflow as tf
@@ -282,7 +316,8 @@ def build_subjects(policies: list[str]) -> tuple[dict, dict]:
     for policy in policies:
         ours = build_ours(FLAGS.output_stride, policy)
         key = f"ours_os{FLAGS.output_stride}/{policy}"
-        train[key] = train_subject(ours, FLAGS.batch_size, crop, FLAGS.jit_compile)
+        _with_baseline(train, key, lambda policy=policy: train_subject(
+            build_ours(FLAGS.output_stride, policy), FLAGS.batch_size, crop, FLAGS.jit_compile))
         infer[key] = infer_subject(our_infer_fn(ours, FLAGS.output_stride, FLAGS.jit_compile),
                                    frame)
         if FLAGS.peer:
@@ -298,10 +333,9 @@ def build_subjects(policies: list[str]) -> tuple[dict, dict]:
             from sercseg_tf.config import load_config
 
             cfg = load_config(DEMO_CONFIG)
-            demo = build_ours(cfg.output_stride, policy)
-            train[f"demo/{policy}"] = train_subject(demo, cfg.batch_size,
-                                                    (cfg.crop_height, cfg.crop_width),
-                                                    FLAGS.jit_compile)
+            _with_baseline(train, f"demo/{policy}", lambda cfg=cfg, policy=policy: train_subject(
+                build_ours(cfg.output_stride, policy), cfg.batch_size,
+                (cfg.crop_height, cfg.crop_width), FLAGS.jit_compile))
     return train, infer
 
 
@@ -365,7 +399,8 @@ def collect(policies: list[str]) -> dict:
                      "matmul_size": FLAGS.matmul_size, "peer": FLAGS.peer,
                      "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
                      "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-                     "jit_compile": FLAGS.jit_compile},
+                     "jit_compile": FLAGS.jit_compile,
+                     "gemm_grads_baseline": FLAGS.gemm_grads_baseline},
     }
     results["model_gflop_per_frame_detail"] = model_flops()
     results["model_gflop_per_frame"] = {k: v["profiler"] for k, v in
@@ -414,6 +449,11 @@ def summarize(timings: dict, policies: list[str], results: dict) -> dict:
     if FLAGS.demo:
         out["demo_train_s_per_step"] = {p: _median(timings, "train", f"demo/{p}")
                                         for p in policies}
+    if FLAGS.gemm_grads_baseline:
+        out["gemm_grads_speedup"] = {
+            key: _median(timings, "train", f"{key}/onednn_grads") / t["median_s"]
+            for key, t in timings.get("train", {}).items()
+            if not key.endswith("/onednn_grads") and f"{key}/onednn_grads" in timings["train"]}
     out["goals"] = goal_ratios(out, results)
     return out
 
@@ -461,6 +501,8 @@ def report(results: dict) -> None:
         for key, t in entries.items():
             print(f"{kind:9s} {key:28s} median {t['median_s']:.3f} s "
                   f"[{t['min_s']:.3f}-{t['max_s']:.3f}], CPU {t['cpu_median_s']:.2f} s")
+    for key, value in results.get("gemm_grads_speedup", {}).items():
+        print(f"GEMM gradients vs oneDNN's, train step {key}: {value:.2f}x")
     for key, value in results["goals"].items():
         print(f"goal {key}: {'n/a' if value is None else f'{value:.3f}'}")
 

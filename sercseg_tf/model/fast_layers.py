@@ -215,16 +215,18 @@ def pointwise_conv(x, kernel, stride: int):
 
 @keras.saving.register_keras_serializable(package="sercseg_tf")
 class Conv2D(keras.layers.Conv2D):
-    """`keras.layers.Conv2D` whose dilated case avoids space-to-batch (see module doc)."""
+    """`keras.layers.Conv2D`: no space-to-batch, GEMM gradients where they pay (module doc)."""
 
     def convolution_op(self, inputs, kernel):
         """Runs the convolution; the dilated case without space-to-batch.
 
-        Rate >= `GEMM_MIN_RATE` with 'same' padding and an odd kernel, on one replica:
-        `atrous_conv_gemm`; other dilated cases: one ``Conv2D`` op with ``dilations``;
-        undilated: Keras. (With several replicas in sync the per-tap path's training
-        steps differed between a two-worker cluster and one process over two replicas,
-        1e-4 in the second step's loss, cause not found; the dilated op agrees exactly.)
+        1x1 on many channels: `pointwise_conv`; bfloat16 3x3 on many channels:
+        `conv_tap_grad`; rate >= `GEMM_MIN_RATE` with 'same' padding and an odd kernel:
+        `atrous_conv_gemm` (these three on one replica); other dilated cases: one
+        ``Conv2D`` op with ``dilations``; otherwise Keras. (With several replicas in sync
+        the per-tap path's training steps differed between a two-worker cluster and one
+        process over two replicas, 1e-4 in the second step's loss, cause not found; the
+        dilated op agrees exactly.)
         """
         rates = tuple(self.dilation_rate)
         if self._pointwise_gemm(inputs, kernel):
@@ -241,7 +243,6 @@ class Conv2D(keras.layers.Conv2D):
         return tf.nn.conv2d(inputs, kernel, strides=1, padding=self.padding.upper(),
                             dilations=list(rates))
 
-
     def _pointwise_gemm(self, inputs, kernel) -> bool:
         """Whether `pointwise_conv` runs this layer: a plain 1x1 conv on many channels.
 
@@ -254,7 +255,6 @@ class Conv2D(keras.layers.Conv2D):
                 and self.strides[0] == self.strides[1]
                 and min(channels, filters) >= GEMM_MIN_POINTWISE_CHANNELS
                 and _replicas_in_sync() == 1)
-
 
     def _tap_grad(self, inputs, kernel) -> bool:
         """Whether `conv_tap_grad` runs this layer: a bfloat16 'same' conv, many channels.

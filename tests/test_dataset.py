@@ -111,6 +111,23 @@ def test_same_seed_gives_identical_batches(tiny_tfrecord_dir):
                for x, z in zip(a, c, strict=True))
 
 
+def test_streams_run_without_the_autotuning_model(tiny_tfrecord_dir):
+    # Deleting an iterator whose autotuning thread sleeps can stall for up to 60 s (seen at
+    # the end of demo runs), so both streams switch the model off; the options must also
+    # survive the training loop's own with_options (distribution sharding).
+    pattern = str(tiny_tfrecord_dir / "*.tfrecord")
+    for is_training in (True, False):
+        ds = dataset.build_dataset(pattern, is_training=is_training, batch_size=2,
+                                   crop_size=(65, 97))
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA)
+        ds = ds.with_options(options)
+        assert ds.options().autotune.enabled is False
+        assert ds.options().deterministic is True
+        assert next(iter(ds))["image"].shape[0] == 2
+
+
 def test_cached_frames_give_the_uncached_stream(tiny_tfrecord_dir):
     # cache_frames decodes and scales each frame once; the examples, across several
     # passes over the records (the later ones read from the cache), must not change.

@@ -19,6 +19,12 @@ on a small machine.
 paper's settings by default: batch 4, crop 481x641, scales 0.5-2.0 step 0.25, flip);
 ``eval`` times one pass over the held-out case. ``tfds.benchmark`` reports the
 first batch (pipeline warm-up) separately from the steady state ("lasts").
+
+``--teardown_rounds R`` (train mode) times instead, in R interleaved rounds, the stream
+as built (tf.data's autotuning model off, see `sercseg_tf.data.dataset.build_dataset`)
+against the same stream with the model on: after ``--num_batches`` warm-up batches
+(which fill the frame cache), batches/s over the next ``--num_batches`` and the seconds
+``del iterator`` takes. Prints the CPU flags with the figures.
 """
 
 from __future__ import annotations
@@ -38,6 +44,45 @@ flags.DEFINE_float("max_scale", 2.0, "Random scale: largest factor.")
 flags.DEFINE_float("scale_step", 0.25, "Random scale: step.")
 flags.DEFINE_enum("mode", "train", ["train", "eval"], "Which stream to time.")
 flags.DEFINE_string("config", None, "Experiment config whose data keys define the stream.")
+flags.DEFINE_integer("teardown_rounds", 0,
+                     "Train mode: time batches/s and iterator deletion with the autotuning "
+                     "model off (as built) and on, in this many rounds; 0 = tfds.benchmark.")
+
+
+def _teardown_round(train_ds, autotune: bool) -> tuple[float, float]:
+    """(batches/s, seconds to delete the iterator) of ``train_ds`` with autotune on/off."""
+    import gc
+    import time
+
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = autotune
+    iterator = iter(train_ds.with_options(options))
+    for _ in range(FLAGS.num_batches):  # warm-up: the frame cache fills here
+        next(iterator)
+    start = time.perf_counter()
+    for _ in range(FLAGS.num_batches):
+        next(iterator)
+    rate = FLAGS.num_batches / (time.perf_counter() - start)
+    start = time.perf_counter()
+    del iterator
+    gc.collect()
+    return rate, time.perf_counter() - start
+
+
+def _teardown(train_ds) -> None:
+    """Prints each round's rate and deletion time for autotune off (as built) and on."""
+    from sercseg_tf.training import precision
+
+    flags_seen = sorted(precision.cpu_flags() & {"amx_bf16", "avx512_bf16", "avx512f"})
+    print(f"CPU: {precision.cpu_model()}; flags: "
+          f"{', '.join(flags_seen) or 'none of amx_bf16/avx512_bf16/avx512f'}")
+    for r in range(FLAGS.teardown_rounds):
+        for autotune in (False, True):
+            rate, seconds = _teardown_round(train_ds, autotune)
+            print(f"round {r + 1}  autotune {'on ' if autotune else 'off'}  "
+                  f"{rate:6.1f} batches/s  iterator deleted in {seconds:6.2f} s", flush=True)
 
 
 def main(argv: list[str]) -> None:
@@ -59,6 +104,9 @@ def main(argv: list[str]) -> None:
         "scale_step": FLAGS.scale_step,
     }
     train_ds, eval_ds = dataset.build_fold_datasets(FLAGS.tfrecord_dir, FLAGS.fold, config)
+    if FLAGS.teardown_rounds and FLAGS.mode == "train":
+        _teardown(train_ds)
+        return
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu_start = usage.ru_utime + usage.ru_stime
     if FLAGS.mode == "train":

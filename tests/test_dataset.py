@@ -112,9 +112,9 @@ def test_same_seed_gives_identical_batches(tiny_tfrecord_dir):
 
 
 def test_streams_run_without_the_autotuning_model(tiny_tfrecord_dir):
-    # Deleting an iterator whose autotuning thread sleeps can stall for up to 60 s (seen at
-    # the end of demo runs), so both streams switch the model off; the options must also
-    # survive the training loop's own with_options (distribution sharding).
+    # Deleting an iterator whose autotuning thread sleeps can stall (16 s seen, up to 60 s),
+    # so both streams switch the model off; the options must also survive the training
+    # loop's own with_options (distribution sharding).
     pattern = str(tiny_tfrecord_dir / "*.tfrecord")
     for is_training in (True, False):
         ds = dataset.build_dataset(pattern, is_training=is_training, batch_size=2,

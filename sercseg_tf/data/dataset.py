@@ -150,10 +150,11 @@ def build_dataset(
     options = tf.data.Options()
     options.deterministic = True
     # No autotuning model: AUTOTUNE then means "one call per core" and a self-sizing
-    # prefetch buffer. With the model on, deleting an iterator sometimes waited for its
-    # optimisation thread's sleep (up to 60 s; 16 s in a 60 s loop, and 1-57 s at the end
-    # of each demo training run); without it, 0.2 s. At ~29 vs ~35 batches/s (demo
-    # config, 2 cores) the stream still outruns the ~1.4 train steps/s by 20x.
+    # prefetch buffer. With the model on, deleting a training iterator once waited 16 s
+    # in a loop over the demo stream (among the threads it waits for: the model's
+    # optimisation loop, whose sleep grows to 60 s); without it 0.2 s
+    # (`bench/bench_dataset.py --teardown_rounds`). The stream still gives ~29 vs ~35
+    # batches/s, 20x what the demo's training takes.
     options.autotune.enabled = False
     if not is_training:
         ds = tf.data.TFRecordDataset(files)

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import statistics
@@ -225,13 +226,13 @@ def _onednn_grads():
         fast_layers.GEMM_MIN_POINTWISE_CHANNELS, fast_layers.TAP_GRAD_MIN_CHANNELS = saved
 
 
-def _with_baseline(train: dict, key: str, subject: Callable[[], object],
-                   build_twin: Callable[[], Callable[[], object]]) -> None:
-    """Adds ``train[key] = subject`` and, with --gemm_grads_baseline, ``build_twin()``'s
-    subject on a second model, its step traced with the GEMM-gradient convolutions off."""
-    train[key] = subject
+def _with_baseline(train: dict, key: str, model, build_model: Callable[[], object],
+                   batch: int, crop: tuple[int, int]) -> None:
+    """Adds ``train[key]``, the train step of ``model``, and with --gemm_grads_baseline a
+    twin on ``build_model()``'s model, its step traced with the GEMM-gradient convs off."""
+    train[key] = train_subject(model, batch, crop, FLAGS.jit_compile)
     if FLAGS.gemm_grads_baseline:
-        twin = build_twin()
+        twin = train_subject(build_model(), batch, crop, FLAGS.jit_compile)
 
         def run_twin():
             with _onednn_grads():  # the first (warm-up) call traces the step
@@ -317,10 +318,9 @@ def build_subjects(policies: list[str]) -> tuple[dict, dict]:
     for policy in policies:
         ours = build_ours(FLAGS.output_stride, policy)
         key = f"ours_os{FLAGS.output_stride}/{policy}"
-        _with_baseline(
-            train, key, train_subject(ours, FLAGS.batch_size, crop, FLAGS.jit_compile),
-            lambda policy=policy: train_subject(build_ours(FLAGS.output_stride, policy),
-                                                FLAGS.batch_size, crop, FLAGS.jit_compile))
+        _with_baseline(train, key, ours,
+                       functools.partial(build_ours, FLAGS.output_stride, policy),
+                       FLAGS.batch_size, crop)
         infer[key] = infer_subject(our_infer_fn(ours, FLAGS.output_stride, FLAGS.jit_compile),
                                    frame)
         if FLAGS.peer:
@@ -336,14 +336,9 @@ def build_subjects(policies: list[str]) -> tuple[dict, dict]:
             from sercseg_tf.config import load_config
 
             cfg = load_config(DEMO_CONFIG)
-            demo_crop = (cfg.crop_height, cfg.crop_width)
-            _with_baseline(
-                train, f"demo/{policy}",
-                train_subject(build_ours(cfg.output_stride, policy), cfg.batch_size, demo_crop,
-                              FLAGS.jit_compile),
-                lambda cfg=cfg, policy=policy, crop=demo_crop: train_subject(
-                    build_ours(cfg.output_stride, policy), cfg.batch_size, crop,
-                    FLAGS.jit_compile))
+            build_demo = functools.partial(build_ours, cfg.output_stride, policy)
+            _with_baseline(train, f"demo/{policy}", build_demo(), build_demo, cfg.batch_size,
+                           (cfg.crop_height, cfg.crop_width))
     return train, infer
 
 

@@ -9,6 +9,7 @@ Sized to seconds: tiny LabelMe cases, a 1x1-conv SavedModel, short videos.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -25,17 +26,24 @@ import pytest
 from sercseg_tf import atomic_io, cli, fault_points, layout, run_lock
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
-       "PYTHONPATH": str(REPO)}
+# Without PYTHONUNBUFFERED (set on some machines): stdout to a pipe is block-buffered, as
+# under most CI runners and shells, so a command that loses unflushed output fails here.
+ENV = {**{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
+       "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(REPO)}
 HOST = socket.gethostname()
 
 
-def run_py(args: list[str], kill_at: str | None = None, timeout: int = 300
-           ) -> subprocess.CompletedProcess:
-    """Runs ``python ARGS`` from the repository, optionally killed at a fault point."""
+def run_py(args: list[str], kill_at: str | None = None, timeout: int = 300,
+           temp_dir: pathlib.Path | None = None) -> subprocess.CompletedProcess:
+    """Runs ``python ARGS`` from the repository, optionally killed at a fault point.
+
+    ``temp_dir`` becomes the process's TMPDIR (to see what it leaves there).
+    """
     env = dict(ENV)
     if kill_at:
         env[fault_points.ENV_VAR] = kill_at
+    if temp_dir is not None:
+        env["TMPDIR"] = str(temp_dir)
     return subprocess.run([sys.executable, *args], env=env, cwd=REPO, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -509,9 +517,31 @@ def test_train_killed_during_a_checkpoint_write_resumes(tmp_path, tiny_tfrecord_
     assert tf.train.load_checkpoint(latest).get_tensor("optimizer/_iterations/.ATTRIBUTES/"
                                                        "VARIABLE_VALUE") == 1
     assert json.loads(layout.lock_path(runs, 2).read_text())["pid"] == proc.pid  # stale
-    again = run_py(_tiny_train_cmd(tiny_tfrecord_dir, runs, 3))
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    again = run_py(_tiny_train_cmd(tiny_tfrecord_dir, runs, 3), temp_dir=temp)
     assert again.returncode == 0, again.stderr[-3000:]
     summary = json.loads(again.stdout[again.stdout.index("{"):])
     assert (summary["start_step"], summary["final_step"]) == (1, 3)
     assert "ckpt-2_temp: removed (left by an interrupted checkpoint save)" in again.stderr
     assert not list(ckpt_dir.glob("*_temp")) and not layout.lock_path(runs, 2).exists()
+    _assert_complete_exit(runs, temp, final_step=3)
+
+
+def _assert_complete_exit(runs: pathlib.Path, temp: pathlib.Path, final_step: int) -> None:
+    """A TF command that ends with os._exit still closes its outputs and cleans up.
+
+    The printed summary was parsed above (stdout flushed); here the TensorBoard writer's
+    last scalar and the history's last row are on disk, and autograph's temporary
+    modules (deleted by an atexit handler) are gone from the command's temp folder.
+    """
+    import tensorflow as tf
+
+    train_dir = layout.train_dir(runs, 2)
+    steps = [e.step for p in sorted(train_dir.glob("events.out.tfevents.*"))
+             for e in tf.compat.v1.train.summary_iterator(str(p))
+             if any(v.tag == "train/loss" for v in e.summary.value)]
+    assert max(steps) == final_step
+    with open(train_dir / layout.HISTORY_CSV, newline="") as f:
+        assert int(list(csv.DictReader(f))[-1]["step"]) == final_step
+    assert not list(temp.glob("__autograph_generated_file*"))

@@ -128,6 +128,10 @@ class ExperimentConfig:
         1.0, "Cross-entropy weight of needle pixels (every other class weighs 1; the "
         "loss is still divided by the pixel count); 1.0 = plain cross-entropy (the paper)."
     )
+    loss_dice_weight: float = _field(
+        0.0, "Weight of a soft Dice term (per image, mean over classes) added to the "
+        "cross-entropy; 0 = cross-entropy only (the paper)."
+    )
     batch_size: int = _field(4, "Global batch size (split over replicas).")
     num_steps: int = _field(25000, "Total training steps (a resumed run continues to this).")
     optimizer: str = _field("adam", "Optimizer: adam or sgd (momentum 0.9).")
@@ -256,6 +260,8 @@ def _validate(cfg: ExperimentConfig, source: str) -> None:
         raise bad("loss_top_k_percent", "must be in (0, 1]")
     if not (math.isfinite(cfg.loss_needle_weight) and cfg.loss_needle_weight > 0):
         raise bad("loss_needle_weight", "must be a positive number")
+    if not (math.isfinite(cfg.loss_dice_weight) and cfg.loss_dice_weight >= 0):
+        raise bad("loss_dice_weight", "must be a number >= 0")
     if cfg.optimizer not in ("adam", "sgd"):
         raise bad("optimizer", "must be 'adam' or 'sgd'")
     for key in ("aug_brightness", "aug_gamma", "aug_noise_max_std", "aug_aspect_ratio"):

@@ -106,6 +106,40 @@ def test_needle_weight_scales_needle_pixels_before_the_hard_pixel_selection():
         assert float(count) == (valid.sum() if top_k == 1.0 else 18)  # counts, not weights
 
 
+def test_soft_dice_matches_a_numpy_reference_and_splits_over_images():
+    import tensorflow as tf
+
+    from sercseg_tf.training.losses import soft_dice_sum
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(3, 5, 6, 4)).astype(np.float32)
+    label = rng.integers(0, 4, (3, 5, 6)).astype(np.int32)
+    label[0, :2] = 255
+    label[2] = np.where(label[2] == 3, 0, label[2])  # class 3 absent from image 2
+    p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    expected = 0.0
+    for b in range(3):
+        valid = label[b] != 255
+        pv, yv = p[b][valid], np.eye(4)[label[b][valid]]
+        dice = (2 * (pv * yv).sum(0) + 1) / (pv.sum(0) + yv.sum(0) + 1)
+        expected += (1 - dice).mean()
+    total = float(soft_dice_sum(tf.constant(label), tf.constant(logits)))
+    np.testing.assert_allclose(total, expected, rtol=1e-5)
+    parts = sum(float(soft_dice_sum(tf.constant(label[b:b + 1]), tf.constant(logits[b:b + 1])))
+                for b in range(3))
+    np.testing.assert_allclose(parts, total, rtol=1e-5)  # per image: replica-invariant
+    # A confident correct prediction scores ~0. Class 3's n3 pixels called class 0: class
+    # 3 scores 1 - 1/(n3 + 1), class 0 scores 1 - (2 n0 + 1) / (2 n0 + n3 + 1).
+    perfect = 50.0 * np.eye(4, dtype=np.float32)[np.where(label == 255, 0, label)]
+    assert float(soft_dice_sum(tf.constant(label), tf.constant(perfect))) < 1e-3
+    missed = perfect[1:2].copy()
+    missed[label[1:2] == 3] = 50.0 * np.eye(4, dtype=np.float32)[0]
+    n0, n3 = (label[1] == 0).sum(), (label[1] == 3).sum()
+    analytic = (1 - 1 / (n3 + 1) + 1 - (2 * n0 + 1) / (2 * n0 + n3 + 1)) / 4
+    np.testing.assert_allclose(
+        float(soft_dice_sum(tf.constant(label[1:2]), tf.constant(missed))), analytic, rtol=1e-4)
+
+
 # Runs in a fresh interpreter: logical CPU devices must be configured before TF starts.
 _MIRRORED_SCRIPT = textwrap.dedent("""
     import json, sys
@@ -130,7 +164,7 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
         y = keras.layers.ReLU()(y)
         return keras.Model(x, keras.layers.Conv2D(4, 1, name="logits")(y))
 
-    def one_step(strategy, optimizer_name, top_k_percent=1.0):
+    def one_step(strategy, optimizer_name, top_k_percent=1.0, dice_weight=0.0):
         keras.utils.set_random_seed(0)
         with strategy.scope():
             model = tiny_model()
@@ -139,7 +173,8 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
             opt.build(model.trainable_variables)
         ds = tf.data.Dataset.from_tensors((images, label)).repeat()
         it = iter(strategy.experimental_distribute_dataset(ds))
-        loss = float(loop.make_train_step(strategy, model, opt, top_k_percent)(it))
+        loss = float(loop.make_train_step(strategy, model, opt, top_k_percent,
+                                          dice_weight=dice_weight)(it))
         return {"replicas": strategy.num_replicas_in_sync, "loss": loss,
                 "iterations": int(opt.iterations.numpy()),
                 "weights": [np.asarray(v.numpy()).tolist() for v in model.variables]}
@@ -151,6 +186,9 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
     # Hard-pixel mining selects per image, so replicas still agree with one device.
     out["sgd_top_k"] = [one_step(distribute.create_strategy(s), "sgd", 0.3)
                         for s in ("one_device", "mirrored")]
+    # The Dice term is per image over the global batch: replicas agree too.
+    out["sgd_dice"] = [one_step(distribute.create_strategy(s), "sgd", dice_weight=2.0)
+                       for s in ("one_device", "mirrored")]
     json.dump(out, sys.stdout)
 """)
 
@@ -163,7 +201,8 @@ def test_mirrored_two_replicas_equals_one_device():
     import json
 
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    for name in ("sgd", "adam", "sgd_top_k"):
+    assert out["sgd_dice"][0]["loss"] > out["sgd"][0]["loss"] + 0.5  # the term is on
+    for name in ("sgd", "adam", "sgd_top_k", "sgd_dice"):
         one, mirrored = out[name]
         assert (one["replicas"], mirrored["replicas"]) == (1, 2)
         assert one["iterations"] == mirrored["iterations"] == 1

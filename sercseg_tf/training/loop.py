@@ -65,6 +65,7 @@ from sercseg_tf.training.losses import (
     masked_cross_entropy_sums,
     needle_class_weights,
     selected_pixel_counts,
+    soft_dice_sum,
 )
 from sercseg_tf.training.optimizer import make_optimizer
 from sercseg_tf.training.summaries import HistoryCsv
@@ -75,7 +76,7 @@ EVAL_HISTORY_COLUMNS = ("step", "loss", "iou_oocyte", "iou_serc", "iou_needle", 
 
 def make_train_step(strategy: tf.distribute.Strategy, model: keras.Model,
                     optimizer: keras.optimizers.Optimizer, top_k_percent: float = 1.0,
-                    class_weights: Sequence[float] | None = None):
+                    class_weights: Sequence[float] | None = None, dice_weight: float = 0.0):
     """Returns ``step(iterator) -> global loss``, one optimisation step (tf.function).
 
     ``iterator`` yields ``(images, labels)`` of a dataset distributed with
@@ -83,18 +84,24 @@ def make_train_step(strategy: tf.distribute.Strategy, model: keras.Model,
     ``S_global / N_global`` (see the module docstring). With ``top_k_percent < 1`` only
     each image's hardest pixels count (`losses.masked_cross_entropy_sums`); the
     selection is per image, so the step is still the same on any number of replicas.
-    ``class_weights`` (one per class id) multiply each pixel's cross-entropy.
+    ``class_weights`` (one per class id) multiply each pixel's cross-entropy. With
+    ``dice_weight`` ``w > 0`` the loss is ``S/N + w * D_global / B_global``, ``D`` the
+    per-image soft Dice sum (`losses.soft_dice_sum`) and ``B`` the batch size.
     """
 
     def replica_step(images: tf.Tensor, label: tf.Tensor) -> tf.Tensor:
         local_count = tf.reduce_sum(selected_pixel_counts(label, top_k_percent))
         ctx = tf.distribute.get_replica_context()
         global_count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, local_count)
+        global_batch = ctx.all_reduce(tf.distribute.ReduceOp.SUM,
+                                      tf.cast(tf.shape(label)[0], tf.float32))
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
             ce_sum, _ = masked_cross_entropy_sums(label, logits, top_k_percent=top_k_percent,
                                                   class_weights=class_weights)
             loss = ce_sum / tf.maximum(global_count, 1.0)
+            if dice_weight:
+                loss += dice_weight * soft_dice_sum(label, logits) / global_batch
             scaled_loss = optimizer.scale_loss(loss)  # loss scaling (float16); else identity
         variables = model.trainable_variables
         grads = tape.gradient(scaled_loss, variables)
@@ -295,7 +302,8 @@ def _setup(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
                  start_step, config.num_steps)
     iterator = _train_iterator(config, tfrecord_dir, train_cases, start_step, strategy)
     train_step = make_train_step(strategy, model, optimizer, config.loss_top_k_percent,
-                                 needle_class_weights(config.loss_needle_weight))
+                                 needle_class_weights(config.loss_needle_weight),
+                                 config.loss_dice_weight)
     train_writer, eval_writer, train_history, eval_history = _open_outputs(
         config, model_dir, fold, chief, start_step)
     if held_out is None:

@@ -2,7 +2,9 @@
 
 Optionally with deeplab2's hard-pixel mining (``top_k_percent``) and per-class pixel
 weights (``class_weights``; deeplab2 weighs pixels the same way, e.g. its
-``small_instance_weight``, and still divides by the pixel count).
+``small_instance_weight``, and still divides by the pixel count), plus a soft Dice term
+(`soft_dice_sum`) that scores each image's overlap per class directly, whatever the
+class's pixel share.
 """
 
 from __future__ import annotations
@@ -91,3 +93,35 @@ def masked_cross_entropy_sums(label: tf.Tensor, logits: tf.Tensor,
     hardest = tf.math.top_k(flat, k=k_max, sorted=True).values
     kept = tf.range(k_max)[None, :] < tf.cast(counts, tf.int32)[:, None]
     return tf.reduce_sum(tf.where(kept, hardest, tf.zeros_like(hardest))), tf.reduce_sum(counts)
+
+
+def soft_dice_sum(label: tf.Tensor, logits: tf.Tensor,
+                  ignore_label: int = labels.IGNORE_LABEL, smooth: float = 1.0) -> tf.Tensor:
+    """Soft Dice loss summed over the images of a batch (divide by the global batch size).
+
+    Implements ``sum_b (1/C) sum_c [1 - (2 sum_i p_ic y_ic + s) / (sum_i p_ic +
+    sum_i y_ic + s)]`` over each image's valid pixels ``i``, with ``p`` the softmax, ``y``
+    the one-hot label and ``s = smooth`` (Milletari, Navab & Ahmadi 2016, "V-Net";
+    the per-class mean as in Sudre et al. 2017, "Generalised Dice overlap"). A thin
+    class such as the needle weighs as much as the background, so missing half of its
+    pixels costs what half of the oocyte would. Per image, so the sum over replicas
+    divided by the global batch size is the same on any number of replicas.
+
+    Args:
+      label: int ``[B, H, W]`` class ids (``ignore_label`` = excluded).
+      logits: float ``[B, H, W, C]``.
+      ignore_label: label value excluded.
+      smooth: ``s``; an absent class predicted absent scores 0 loss.
+
+    Returns:
+      float32 scalar: the sum over the batch of each image's mean-over-classes loss.
+    """
+    label = tf.cast(label, tf.int32)
+    valid = tf.cast(tf.not_equal(label, ignore_label), tf.float32)[..., None]
+    num_classes = logits.shape[-1]
+    probs = tf.nn.softmax(tf.cast(logits, tf.float32)) * valid
+    onehot = tf.one_hot(tf.where(valid[..., 0] > 0, label, 0), num_classes) * valid
+    overlap = tf.reduce_sum(probs * onehot, axis=[1, 2])
+    total = tf.reduce_sum(probs, axis=[1, 2]) + tf.reduce_sum(onehot, axis=[1, 2])
+    dice = (2.0 * overlap + smooth) / (total + smooth)
+    return tf.reduce_sum(tf.reduce_mean(1.0 - dice, axis=-1))

@@ -130,7 +130,8 @@ class ExperimentConfig:
     )
     loss_dice_weight: float = _field(
         0.0, "Weight of a soft Dice term (per image, mean over classes) added to the "
-        "cross-entropy; 0 = cross-entropy only (the paper)."
+        "cross-entropy (the logged training loss includes it); 0 = cross-entropy only "
+        "(the paper)."
     )
     batch_size: int = _field(4, "Global batch size (split over replicas).")
     num_steps: int = _field(25000, "Total training steps (a resumed run continues to this).")

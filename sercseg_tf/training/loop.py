@@ -93,6 +93,9 @@ def make_train_step(strategy: tf.distribute.Strategy, model: keras.Model,
         local_count = tf.reduce_sum(selected_pixel_counts(label, top_k_percent))
         ctx = tf.distribute.get_replica_context()
         global_count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, local_count)
+        # Reduced even without the Dice term: the same collectives in the same order in
+        # every step function (a conditional one broke the two-replica test with a
+        # collective shape mismatch).
         global_batch = ctx.all_reduce(tf.distribute.ReduceOp.SUM,
                                       tf.cast(tf.shape(label)[0], tf.float32))
         with tf.GradientTape() as tape:

@@ -188,6 +188,9 @@ def test_training_loop_stream_applies_every_augmentation_key(tiny_tfrecord_dir):
 
     def first_images(config):
         it = loop._train_iterator(config, tiny_tfrecord_dir, ids[1:], 0, strategy)
+        # One CPU replica reads the stream itself, not through tf.distribute's
+        # MultiDeviceIterator (whose deletion waited for tf.data's autotuning thread).
+        assert not isinstance(it, tf.distribute.DistributedIterator)
         return np.asarray(denormalize_images(next(it)[0]))
 
     expected, _ = dataset.build_fold_datasets(tiny_tfrecord_dir, ids[0], grey)

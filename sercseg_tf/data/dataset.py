@@ -155,8 +155,9 @@ def build_dataset(
     # optimisation loop, whose sleep grows to 60 s); without it 0.2 s
     # (`bench/bench_dataset.py --teardown_rounds`). The stream still gives ~29 vs ~35
     # batches/s, 20x what the demo's training takes. tf.distribute's MultiDeviceIterator
-    # wraps the stream in per-device datasets with default options, so the training
-    # iterator's last stage still runs the model (BUILD_NOTES.md, "Input pipeline").
+    # wraps the stream in per-device datasets with default options, where the model
+    # still runs, so one CPU replica reads the stream without it (`loop._train_iterator`;
+    # BUILD_NOTES.md, "Input pipeline").
     options.autotune.enabled = False
     if not is_training:
         ds = tf.data.TFRecordDataset(files)

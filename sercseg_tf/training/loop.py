@@ -39,7 +39,7 @@ import pathlib
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import keras
@@ -79,14 +79,15 @@ def make_train_step(strategy: tf.distribute.Strategy, model: keras.Model,
                     class_weights: Sequence[float] | None = None, dice_weight: float = 0.0):
     """Returns ``step(iterator) -> global loss``, one optimisation step (tf.function).
 
-    ``iterator`` yields ``(images, labels)`` of a dataset distributed with
-    ``strategy.experimental_distribute_dataset``; the loss returned is
-    ``S_global / N_global`` (see the module docstring). With ``top_k_percent < 1`` only
-    each image's hardest pixels count (`losses.masked_cross_entropy_sums`); the
-    selection is per image, so the step is still the same on any number of replicas.
-    ``class_weights`` (one per class id) multiply each pixel's cross-entropy. With
-    ``dice_weight`` ``w > 0`` the loss is ``S/N + w * D_global / B_global``, ``D`` the
-    per-image soft Dice sum (`losses.soft_dice_sum`) and ``B`` the batch size.
+    ``iterator`` yields ``(images, labels)`` batches (`_train_iterator`: distributed
+    with ``strategy.experimental_distribute_dataset``, or plain on one CPU replica); the
+    loss returned is ``S_global / N_global`` (see the module docstring). With
+    ``top_k_percent < 1`` only each image's hardest pixels count
+    (`losses.masked_cross_entropy_sums`); the selection is per image, so the step is
+    still the same on any number of replicas. ``class_weights`` (one per class id)
+    multiply each pixel's cross-entropy. With ``dice_weight`` ``w > 0`` the loss is
+    ``S/N + w * D_global / B_global``, ``D`` the per-image soft Dice sum
+    (`losses.soft_dice_sum`) and ``B`` the batch size.
     """
 
     def replica_step(images: tf.Tensor, label: tf.Tensor) -> tf.Tensor:
@@ -242,14 +243,27 @@ def train_batches(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
     return train_ds.map(lambda s: (s[formats.SAMPLE_IMAGE], s[formats.SAMPLE_LABEL]))
 
 
+def _on_cpu_only(strategy: tf.distribute.Strategy) -> bool:
+    """True for a `OneDeviceStrategy` on the CPU: one replica, the batches already there."""
+    return (isinstance(strategy, tf.distribute.OneDeviceStrategy)
+            and tf.DeviceSpec.from_string(strategy.extended.worker_devices[0]).device_type
+            == "CPU")
+
+
 def _train_iterator(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
                     train_cases: list[int], start_step: int,
-                    strategy: tf.distribute.Strategy) -> tf.distribute.DistributedIterator:
-    """Iterator over the distributed ``(images, labels)`` training batches.
+                    strategy: tf.distribute.Strategy) -> Iterator:
+    """Iterator over the (distributed) ``(images, labels)`` training batches.
 
-    A resumed run reseeds the stream so it does not replay the first batches.
+    A resumed run reseeds the stream so it does not replay the first batches. One
+    replica on the CPU iterates the stream itself: `experimental_distribute_dataset`
+    would wrap it in a MultiDeviceIterator whose per-device stage runs tf.data's
+    autotuning thread (options do not reach it), and deleting that iterator at the
+    end of training waited up to 47 s for the thread. Same batches either way.
     """
     train_ds = train_batches(config, tfrecord_dir, train_cases, config.seed + start_step)
+    if _on_cpu_only(strategy):
+        return iter(train_ds)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     train_ds = train_ds.with_options(options)

@@ -153,6 +153,12 @@ class ExperimentConfig:
         False, "Test-time flip (DeepLab's eval flag): average each frame's class "
         "probabilities with those of its left-right mirror image; twice the inference work."
     )
+    eval_scales: str = _field(
+        "1.0", "Test-time scales (DeepLab's eval flag): comma-separated factors of "
+        "image_scale, e.g. 0.875,1.0,1.125; each frame is predicted at every scale (and "
+        "mirrored, with add_flipped_images) and the class probabilities are averaged. "
+        "n scales cost about n times the inference; 1.0 = one pass."
+    )
     # Bookkeeping.
     log_every_steps: int = _field(50, "Log progress and write train summaries every N steps.")
     save_checkpoints_steps: int = _field(1000, "Save a checkpoint every N steps (and at the end).")
@@ -167,6 +173,11 @@ class ExperimentConfig:
     def crop_size(self) -> tuple[int, int]:
         """(height, width) of the training crop."""
         return (self.crop_height, self.crop_width)
+
+    @property
+    def eval_scale_factors(self) -> tuple[float, ...]:
+        """`eval_scales` as numbers (validated when the config is built)."""
+        return parse_scales(self.eval_scales)
 
     @property
     def init_checkpoint_path(self) -> str | None:
@@ -187,6 +198,23 @@ class ExperimentConfig:
 CONFIG_FIELDS: dict[str, dataclasses.Field] = {
     f.name: f for f in dataclasses.fields(ExperimentConfig)
 }
+
+
+def parse_scales(text: str) -> tuple[float, ...]:
+    """Parses ``"0.875,1.0,1.125"`` into positive, finite, distinct factors.
+
+    Raises:
+      ValueError: an empty list, a non-number, a factor <= 0 or repeated.
+    """
+    try:
+        scales = tuple(float(part) for part in str(text).split(","))
+    except ValueError:
+        raise ValueError("expected comma-separated numbers, e.g. 0.875,1.0,1.125") from None
+    if not all(math.isfinite(s) and s > 0 for s in scales):
+        raise ValueError("every scale must be a positive number")
+    if len(set(scales)) != len(scales):
+        raise ValueError("a scale is repeated")
+    return scales
 
 
 def _coerce(value: Any, kind: type, key: str, source: str) -> Any:
@@ -286,6 +314,10 @@ def _validate(cfg: ExperimentConfig, source: str) -> None:
         raise bad("precision", f"must be one of {', '.join(PRECISIONS)}")
     if cfg.lr_schedule not in LR_SCHEDULES:
         raise bad("lr_schedule", f"must be one of {', '.join(LR_SCHEDULES)}")
+    try:
+        parse_scales(cfg.eval_scales)
+    except ValueError as e:
+        raise bad("eval_scales", str(e)) from None
 
 
 def _from_mapping(values: dict[str, Any], source: str) -> ExperimentConfig:

@@ -3,8 +3,9 @@
 Restores the latest checkpoint of ``MODEL_DIR/fold_05`` and writes
 ``MODEL_DIR/fold_05/export/`` with `inference.export_saved_model`: ``serving_default``
 takes ``images: uint8[B,H,W,3]`` of any size and returns ``semantic_pred: int32[B,H,W]``
-and ``semantic_probs: float32[B,H,W,4]`` (preprocessing, ``image_scale``, padding and,
-with ``add_flipped_images``, the test-time flip are inside the graph). The export is
+and ``semantic_probs: float32[B,H,W,4]`` (preprocessing, ``image_scale``, padding and the
+test-time flip and scales, ``add_flipped_images`` and ``eval_scales``, are inside the
+graph). The export is
 written into a hidden sibling and swapped in when complete
 (`sercseg_tf.atomic_io.atomic_dir`): a failed or killed export leaves the previous one
 intact.
@@ -113,7 +114,8 @@ def run_export(config: ExperimentConfig, model_dir: str | os.PathLike, fold: int
     # export_saved_model writes beside export_dir and swaps it in (atomic_io.atomic_dir).
     inference.export_saved_model(model, str(export_dir), image_scale=config.image_scale,
                                  output_stride=config.output_stride, model_card=card,
-                                 add_flipped_images=config.add_flipped_images)
+                                 add_flipped_images=config.add_flipped_images,
+                                 eval_scales=config.eval_scale_factors)
     return export_dir
 
 

@@ -56,6 +56,10 @@ def test_unknown_key_names_file_and_key(tmp_path):
     ("crop_height: [1, 2]\n", "crop_height"),
     ("optimizer: rmsprop\n", "optimizer"),
     ("loss_needle_weight: 0\n", "loss_needle_weight"),
+    ("eval_scales: 0.75,x\n", "eval_scales"),
+    ("eval_scales: 1.0,0\n", "eval_scales"),
+    ("eval_scales: 1,1.0\n", "eval_scales"),
+    ("eval_scales: [0.75, 1.0]\n", "eval_scales"),
 ])
 def test_bad_values_name_file_and_key(tmp_path, text, key):
     path = tmp_path / "c.yaml"
@@ -114,3 +118,12 @@ def test_fold_dir_layout():
     assert layout.fold_dir("runs", 5) == pathlib.Path("runs/fold_05")
     assert layout.checkpoint_dir("runs", 5) == pathlib.Path("runs/fold_05/checkpoints")
     assert layout.config_path("runs", 11) == pathlib.Path("runs/fold_11/config.yaml")
+
+
+def test_eval_scales_are_read_from_yaml_and_flags(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("eval_scales: 0.875,1.0,1.125\n")
+    assert load_config(path).eval_scale_factors == (0.875, 1.0, 1.125)
+    assert load_config(path, {"eval_scales": "1"}).eval_scale_factors == (1.0,)
+    path.write_text("eval_scales: 1.0\n")  # YAML reads a number: one scale
+    assert load_config(path).eval_scale_factors == (1.0,)

@@ -12,10 +12,12 @@ from sercseg_tf import formats, layout
 from sercseg_tf.config import ExperimentConfig
 
 FOLD = 2  # tiny_tfrecord_dir holds cases 1..3; case 2 has 2 frames of 480x640
-# With the test-time flip on, so evaluate and export must pass it to inference.
+# With the test-time flip and two test-time scales on, so evaluate and export must pass
+# them to inference.
 CONFIG = ExperimentConfig().replace(
     output_stride=32, image_scale=0.125, init_checkpoint="none", batch_size=2,
-    add_flipped_images=True)
+    add_flipped_images=True, eval_scales="0.75,1.0")
+SCALES = (0.75, 1.0)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,8 @@ def test_evaluation_writes_per_image_and_mean_iou(tiny_tfrecord_dir, model_dir):
     for row, sample in zip(df.itertuples(), _heldout_frames(tiny_tfrecord_dir), strict=True):
         assert row.filename == sample["filename"].numpy()[0].decode()
         logits = inference.predict_logits(model, sample["image"], CONFIG.image_scale,
-                                          CONFIG.output_stride, add_flipped_images=True)
+                                          CONFIG.output_stride, add_flipped_images=True,
+                                          eval_scales=SCALES)
         assert logits.shape[1:3] == (480, 640)
         pred = np.argmax(logits.numpy()[0], -1)
         ious = metrics.per_class_iou(pred, sample["label"].numpy()[0, ..., 0])
@@ -103,10 +106,14 @@ def test_exported_model_matches_the_restored_checkpoint(tiny_tfrecord_dir, model
     frames = np.concatenate([s["image"].numpy() for s in _heldout_frames(tiny_tfrecord_dir)])
     out = serve(frames)
     logits = inference.predict_logits(model, frames, CONFIG.image_scale, CONFIG.output_stride,
-                                      add_flipped_images=True)
+                                      add_flipped_images=True, eval_scales=SCALES)
     probs = _softmax(logits.numpy())
     one_pass = inference.predict_logits(model, frames, CONFIG.image_scale, CONFIG.output_stride)
-    assert np.abs(_softmax(one_pass.numpy()) - probs).max() > 1e-2  # the flip is in the graph
+    one_scale = inference.predict_logits(model, frames, CONFIG.image_scale,
+                                         CONFIG.output_stride, add_flipped_images=True)
+    # The flip and the scales are in the graph.
+    assert np.abs(_softmax(one_pass.numpy()) - probs).max() > 1e-2
+    assert np.abs(_softmax(one_scale.numpy()) - probs).max() > 1e-2
     # The SavedModel's graph is optimised (grappler/oneDNN fuse each Conv2D with its fused
     # BatchNorm), which changes float32 rounding: nearly every probability agrees to 1e-5,
     # the few that do not stay within 1e-3.
@@ -115,8 +122,10 @@ def test_exported_model_matches_the_restored_checkpoint(tiny_tfrecord_dir, model
     assert (diff < 1e-5).mean() > 0.999
     pred = out[formats.SERVING_PRED].numpy()
     assert pred.shape == (2, 480, 640) and len(np.unique(pred)) > 1
-    # Same class wherever the decision is not a float tie (top-2 logit margin > 1e-4).
+    # Same class wherever the decision is not a float tie (top-2 logit margin > 1e-4;
+    # averaged over two scales, this random model's top two classes are that close on
+    # ~6 % of the pixels).
     top2 = np.sort(logits.numpy(), -1)[..., -2:]
     decided = (top2[..., 1] - top2[..., 0]) > 1e-4
-    assert decided.mean() > 0.99
+    assert decided.mean() > 0.9
     np.testing.assert_array_equal(pred[decided], np.argmax(logits.numpy(), -1)[decided])

@@ -136,6 +136,31 @@ def test_add_flipped_images_averages_the_frame_and_its_mirror_image(model):
     np.testing.assert_allclose(_softmax(again)[:, :, ::-1], _softmax(logits), atol=1e-5, rtol=0)
 
 
+def test_eval_scales_average_the_class_distributions_of_each_scale(model):
+    # DeepLab's multi-scale inference: p = mean_i softmax(z_i), z_i the logits of the
+    # frame predicted at image_scale * s_i and resized back, computed here from separate
+    # one-scale predictions (with the flip, as the demo evaluates).
+    frames = _frames((2, 96, 128, 3), seed=8)
+    scales = (0.75, 1.0, 1.25)
+
+    def one_scale(factor):
+        return _softmax(predict_logits(model, frames, image_scale=0.5 * factor,
+                                       output_stride=OUTPUT_STRIDE, add_flipped_images=True))
+
+    expected = sum(one_scale(s) for s in scales) / len(scales)
+    logits = predict_logits(model, frames, image_scale=0.5, output_stride=OUTPUT_STRIDE,
+                            add_flipped_images=True, eval_scales=scales).numpy()
+    assert logits.shape == (2, 96, 128, NUM_CLASSES) and np.isfinite(logits).all()
+    np.testing.assert_allclose(_softmax(logits), expected, atol=1e-5, rtol=0)
+    assert np.abs(expected - one_scale(1.0)).max() > 1e-3  # the other scales matter
+    single = predict_logits(model, frames, image_scale=0.5, output_stride=OUTPUT_STRIDE,
+                            eval_scales=[1.0]).numpy()
+    np.testing.assert_array_equal(
+        single, predict_logits(model, frames, image_scale=0.5, output_stride=OUTPUT_STRIDE))
+    with pytest.raises(ValueError, match="eval_scales is empty"):
+        predict_logits(model, frames, eval_scales=())
+
+
 def test_add_flipped_images_stays_finite_when_one_pass_is_certain():
     # Logits 200 apart: each pass alone gives probabilities of exactly 0 in float32; the
     # returned log-probabilities must still be finite and average the two passes.

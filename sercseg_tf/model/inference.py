@@ -27,7 +27,7 @@ model painted oocyte over that band and missed needles entering at the padded ed
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -144,34 +144,11 @@ def predict_preprocessed(model: keras.Model, images, output_stride: int = 16,
             - tf.math.log(tf.constant(2.0, tf.float32)))
 
 
-def predict_logits(
-    model: keras.Model,
-    images_uint8,
-    image_scale: float = 1.0,
-    output_stride: int = 16,
-    add_flipped_images: bool = False,
-) -> tf.Tensor:
-    """Runs the model on whole RGB frames of any size and returns logits at that size.
-
-    tf.function-friendly (dynamic batch and spatial size); ``image_scale``,
-    ``output_stride`` and ``add_flipped_images`` are Python constants.
-
-    Args:
-      model: DeepLab model taking preprocessed float32 ``[B, h, w, 3]``.
-      images_uint8: RGB frames ``[B, H, W, 3]`` (uint8, or floats in [0, 255]).
-      image_scale: factor the frames are resized by before the model (as in training).
-      output_stride: the model's output stride; inputs are mirror-padded to ``OS*k+1``.
-      add_flipped_images: average with the prediction of the mirrored frames
-        (`predict_preprocessed`).
-
-    Returns:
-      float32 logits ``[B, H, W, num_classes]``.
-    """
-    check_output_stride(output_stride)
-    images = tf.convert_to_tensor(images_uint8)
-    shape = tf.shape(images)
+def _predict_at_scale(model: keras.Model, x: tf.Tensor, image_scale: float,
+                      output_stride: int, add_flipped_images: bool) -> tf.Tensor:
+    """Resize by ``image_scale``, normalise, pad-model-crop, resize the logits back."""
+    shape = tf.shape(x)
     height, width = shape[1], shape[2]
-    x = tf.cast(images, tf.float32)
     if image_scale != 1.0:
         # Resize then normalise, in the order of the input pipeline (both are linear, so
         # the order changes only float rounding).
@@ -183,8 +160,54 @@ def predict_logits(
     return logits
 
 
+def predict_logits(
+    model: keras.Model,
+    images_uint8,
+    image_scale: float = 1.0,
+    output_stride: int = 16,
+    add_flipped_images: bool = False,
+    eval_scales: Sequence[float] = (1.0,),
+) -> tf.Tensor:
+    """Runs the model on whole RGB frames of any size and returns logits at that size.
+
+    tf.function-friendly (dynamic batch and spatial size); ``image_scale``,
+    ``output_stride``, ``add_flipped_images`` and ``eval_scales`` are Python constants.
+
+    With several ``eval_scales`` ``s_1..s_n`` (DeepLab's multi-scale inference) the frame
+    is predicted at each scale ``image_scale * s_i``, the logits resized back to the
+    frame, and the class distributions averaged, ``p = (1/n) sum_i softmax(z_i)``; what is
+    returned is ``log p`` (``logsumexp_i log_softmax(z_i) - log n``), so ``softmax`` and
+    ``argmax`` of the result are ``p`` and its class. ``(1.0,)`` is the single pass.
+
+    Args:
+      model: DeepLab model taking preprocessed float32 ``[B, h, w, 3]``.
+      images_uint8: RGB frames ``[B, H, W, 3]`` (uint8, or floats in [0, 255]).
+      image_scale: factor the frames are resized by before the model (as in training).
+      output_stride: the model's output stride; inputs are mirror-padded to ``OS*k+1``.
+      add_flipped_images: average with the prediction of the mirrored frames
+        (`predict_preprocessed`).
+      eval_scales: test-time factors of ``image_scale``; n scales cost n passes.
+
+    Returns:
+      float32 logits ``[B, H, W, num_classes]`` (log-probabilities with
+      ``add_flipped_images`` or several scales).
+    """
+    check_output_stride(output_stride)
+    scales = tuple(float(s) for s in eval_scales)
+    if not scales:
+        raise ValueError("eval_scales is empty")
+    x = tf.cast(tf.convert_to_tensor(images_uint8), tf.float32)
+    if scales == (1.0,):
+        return _predict_at_scale(model, x, image_scale, output_stride, add_flipped_images)
+    log_p = [tf.nn.log_softmax(_predict_at_scale(model, x, image_scale * s, output_stride,
+                                                 add_flipped_images), axis=-1)
+             for s in scales]
+    return (tf.reduce_logsumexp(tf.stack(log_p), axis=0)
+            - tf.math.log(tf.constant(len(scales), tf.float32)))
+
+
 def _serving_module(model: keras.Model, image_scale: float, output_stride: int,
-                    add_flipped_images: bool) -> tf.Module:
+                    add_flipped_images: bool, eval_scales: tuple[float, ...]) -> tf.Module:
     """tf.Module with the ``serve`` tf.function and the model's variables, nothing more.
 
     The Keras model itself is not an attribute: saved along, its layers' own functions
@@ -199,7 +222,8 @@ def _serving_module(model: keras.Model, image_scale: float, output_stride: int,
     )
     def serve(images):
         """``images: uint8[B,H,W,3]`` -> ``{semantic_pred: int32[B,H,W], semantic_probs}``."""
-        logits = predict_logits(model, images, image_scale, output_stride, add_flipped_images)
+        logits = predict_logits(model, images, image_scale, output_stride, add_flipped_images,
+                                eval_scales)
         return {
             SERVING_PRED: tf.argmax(logits, axis=-1, output_type=tf.int32),
             SERVING_PROBS: tf.nn.softmax(logits, axis=-1),
@@ -216,6 +240,7 @@ def export_saved_model(
     output_stride: int = 16,
     model_card: Mapping[str, Any] | None = None,
     add_flipped_images: bool = False,
+    eval_scales: Sequence[float] = (1.0,),
 ) -> Path:
     """Writes a TF SavedModel whose ``serving_default`` segments uint8 frames of any size.
 
@@ -235,6 +260,8 @@ def export_saved_model(
         predict reads the training frame size; None writes none.
       add_flipped_images: the graph averages each frame's prediction with its mirror
         image's (`predict_preprocessed`).
+      eval_scales: the graph averages the predictions at these factors of
+        ``image_scale`` (`predict_logits`).
 
     Returns:
       ``export_dir`` as a Path.
@@ -242,7 +269,7 @@ def export_saved_model(
     check_output_stride(output_stride)
     export_dir = Path(export_dir)
     module = _serving_module(model, float(image_scale), int(output_stride),
-                             bool(add_flipped_images))
+                             bool(add_flipped_images), tuple(float(s) for s in eval_scales))
     # The gradients of the faster layers' custom-gradient ops are not saved (inference
     # only; saving them tripled the save time), so a loaded graph differentiates the
     # forward ops themselves: the same maths.

@@ -54,7 +54,8 @@ def make_predict_step(model, config: ExperimentConfig):
     def step(images, label):
         logits = inference.predict_logits(model, images, image_scale=config.image_scale,
                                           output_stride=config.output_stride,
-                                          add_flipped_images=config.add_flipped_images)
+                                          add_flipped_images=config.add_flipped_images,
+                                          eval_scales=config.eval_scale_factors)
         label = tf.cast(label[..., 0], tf.int32)
         ce, count = masked_cross_entropy_sums(label, logits)
         return tf.argmax(logits, axis=-1, output_type=tf.int32), ce, count
@@ -88,7 +89,7 @@ def evaluate_heldout(model, config: ExperimentConfig, dataset: tf.data.Dataset,
 
     Args:
       model: the Keras model (inference mode is used).
-      config: gives image_scale, output_stride and add_flipped_images.
+      config: gives image_scale, output_stride, add_flipped_images and eval_scales.
       dataset: from `heldout_dataset`.
       num_panels: how many ``[input | gt | pred]`` overlay panels to keep.
       predict_step: a step from `make_predict_step` to reuse (avoids retracing).

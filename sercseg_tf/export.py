@@ -5,8 +5,7 @@ Restores the latest checkpoint of ``MODEL_DIR/fold_05`` and writes
 takes ``images: uint8[B,H,W,3]`` of any size and returns ``semantic_pred: int32[B,H,W]``
 and ``semantic_probs: float32[B,H,W,4]`` (preprocessing, ``image_scale``, padding and the
 test-time flip and scales, ``add_flipped_images`` and ``eval_scales``, are inside the
-graph). The export is
-written into a hidden sibling and swapped in when complete
+graph). The export is written into a hidden sibling and swapped in when complete
 (`sercseg_tf.atomic_io.atomic_dir`): a failed or killed export leaves the previous one
 intact.
 

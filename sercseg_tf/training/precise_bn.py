@@ -52,7 +52,8 @@ def recompute_statistics(strategy: tf.distribute.Strategy, model: keras.Model,
     Args:
       strategy: the strategy the model was built under.
       model: the trained model.
-      iterator: distributed iterator of ``(images, labels)`` training batches.
+      iterator: the training loop's iterator of ``(images, labels)`` batches
+        (`loop._train_iterator`: distributed, or the stream's own on one CPU replica).
       num_batches: ``K`` above, > 0.
     """
     layers = batch_norm_layers(model)

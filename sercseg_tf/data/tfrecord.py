@@ -428,23 +428,26 @@ def build_tfrecords(
     if problems:
         raise TFRecordBuildError(problems, skippable=False)
 
-    # 1. Validate everything before writing anything.
-    total = sum(len(c.frames) for c in found)
+    # 1. Validate everything before writing anything (on the workers: decoding each
+    # image to check it is most of the time, and Pillow decodes without the GIL).
+    workers = num_workers or os.cpu_count() or 1
+    all_frames = [(case, frame) for case in found for frame in case.frames]
+    checks = _ordered_map(
+        lambda item: labelme.validate_annotation(item[1].json_path, label_map,
+                                                 allow_predicted=allow_predicted),
+        all_frames, workers)
     skipped: list[dict[str, Any]] = []
     valid: dict[int, list[cases_lib.Frame]] = {}
     quiet = None if progress else True  # tqdm: None = on only when writing to a terminal
-    with tqdm(total=total, desc="validate", unit="frame", disable=quiet) as bar:
-        for case in found:
-            for frame in case.frames:
-                errors = labelme.validate_annotation(frame.json_path, label_map,
-                                                     allow_predicted=allow_predicted)
-                if errors:
-                    problems.extend(errors)
-                    skipped.append({"file": str(frame.json_path), "problems": list(errors)})
-                else:
-                    valid.setdefault(case.case_id, []).append(frame)
-                bar.update()
-                bar.set_postfix(invalid=len(skipped))
+    with tqdm(total=len(all_frames), desc="validate", unit="frame", disable=quiet) as bar:
+        for (case, frame), errors in zip(all_frames, checks, strict=True):
+            if errors:
+                problems.extend(errors)
+                skipped.append({"file": str(frame.json_path), "problems": list(errors)})
+            else:
+                valid.setdefault(case.case_id, []).append(frame)
+            bar.update()
+            bar.set_postfix(invalid=len(skipped))
     if problems and not skip_invalid:
         raise TFRecordBuildError(problems)
     if not valid:
@@ -466,7 +469,7 @@ def build_tfrecords(
 
     # 2. Write shards and manifest into a hidden sibling folder, swap it in at the end.
     items = [(cid, fr) for cid in sorted(valid) for fr in valid[cid]]
-    results = _ordered_map(load, items, num_workers or os.cpu_count() or 1)
+    results = _ordered_map(load, items, workers)
     try:
         with atomic_io.atomic_dir(output_dir) as tmp_dir:
             with tqdm(total=len(items), desc="write", unit="frame", disable=quiet) as bar:

@@ -11,9 +11,9 @@ venv: $(DEV_STAMP)
 
 # The run-time packages (what `make demo` needs) and the test/bench extras (pytest, ruff,
 # labelme, keras-hub) are installed in two steps, so the demo does not wait for the extras.
-# uv (pip-installed into the venv, pinned) does the installs: ~20 s for requirements.txt
-# from a cold cache against ~70 s with pip (BUILD_NOTES.md). Where uv cannot be installed
-# or fails, pip does the same install.
+# uv (pip-installed into the venv, pinned) does the installs: the run-time venv took
+# 40-44 s from a cold cache against 67-85 s with pip (BUILD_NOTES.md, "Set-up"). Where
+# uv cannot be installed or its install fails, pip does the same install.
 UV_VERSION := 0.13.9
 UV := $(VENV)/bin/uv
 INSTALL = if $(UV) --version >/dev/null 2>&1; then \

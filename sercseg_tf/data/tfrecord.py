@@ -400,7 +400,7 @@ def build_tfrecords(
         manifest's ``skipped`` instead of failing.
       shards_per_case: number of shards per case (capped at its frame count).
       progress: show tqdm progress bars (only on a terminal).
-      num_workers: threads that rasterise and encode frames (default: CPU count).
+      num_workers: threads that check, rasterise and encode frames (default: CPU count).
       allow_predicted: accept LabelMe files still marked ``predicted`` (machine-made,
         unreviewed); by default each is a problem line.
 

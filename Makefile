@@ -12,7 +12,7 @@ venv: $(DEV_STAMP)
 # The run-time packages (what `make demo` needs) and the test/bench extras (pytest, ruff,
 # labelme, keras-hub) are installed in two steps, so the demo does not wait for the extras.
 # uv (pip-installed into the venv, pinned) does the installs: the run-time venv took
-# 40-44 s from a cold cache against 67-85 s with pip (BUILD_NOTES.md, "Set-up"). Where
+# 34-44 s from a cold cache against 67-85 s with pip (BUILD_NOTES.md, "Set-up"). Where
 # uv cannot be installed or its install fails, pip does the same install.
 UV_VERSION := 0.13.9
 UV := $(VENV)/bin/uv

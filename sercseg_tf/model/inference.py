@@ -118,8 +118,8 @@ def predict_preprocessed(model: keras.Model, images, output_stride: int = 16,
     its left-right mirror image go through the model as one batch, and the prediction
     is the mean of the two class distributions, ``p = (softmax(z) + F(softmax(z_F))) / 2``
     (``z_F`` the logits of the mirrored frame, ``F`` the mirror). What is returned is
-    then ``log p``, computed as ``logsumexp(log_softmax(z), F(log_softmax(z_F))) - log 2``
-    (finite), so that ``softmax`` and ``argmax`` of the result are ``p`` and its class.
+    then ``log p`` (`mean_distribution_logits` of ``z`` and ``F(z_F)``), so that
+    ``softmax`` and ``argmax`` of the result are ``p`` and its class.
 
     Args:
       model: DeepLab model.
@@ -138,10 +138,22 @@ def predict_preprocessed(model: keras.Model, images, output_stride: int = 16,
         return _pad_model_crop(model, x, output_stride)
     batch = tf.shape(x)[0]
     both = _pad_model_crop(model, tf.concat([x, tf.reverse(x, axis=[2])], axis=0), output_stride)
-    log_p = tf.nn.log_softmax(both[:batch], axis=-1)
-    log_p_mirrored = tf.reverse(tf.nn.log_softmax(both[batch:], axis=-1), axis=[2])
-    return (tf.reduce_logsumexp(tf.stack([log_p, log_p_mirrored]), axis=0)
-            - tf.math.log(tf.constant(2.0, tf.float32)))
+    return mean_distribution_logits([both[:batch], tf.reverse(both[batch:], axis=[2])])
+
+
+def mean_distribution_logits(logits: Sequence[tf.Tensor]) -> tf.Tensor:
+    """``log p`` of the mean class distribution ``p = (1/n) sum_i softmax(z_i)``.
+
+    Computed as ``logsumexp_i log_softmax(z_i) - log n``, finite even where one
+    ``softmax(z_i)`` underflows to 0; ``softmax`` and ``argmax`` of the result are ``p``
+    and its class. The test-time flip and the test-time scales both average this way.
+
+    Args:
+      logits: n float32 tensors of one shape ``[..., num_classes]``.
+    """
+    log_p = tf.stack([tf.nn.log_softmax(z, axis=-1) for z in logits])
+    return (tf.reduce_logsumexp(log_p, axis=0)
+            - tf.math.log(tf.constant(float(len(logits)), tf.float32)))
 
 
 def _predict_at_scale(model: keras.Model, x: tf.Tensor, image_scale: float,
@@ -176,8 +188,8 @@ def predict_logits(
     With several ``eval_scales`` ``s_1..s_n`` (DeepLab's multi-scale inference) the frame
     is predicted at each scale ``image_scale * s_i``, the logits resized back to the
     frame, and the class distributions averaged, ``p = (1/n) sum_i softmax(z_i)``; what is
-    returned is ``log p`` (``logsumexp_i log_softmax(z_i) - log n``), so ``softmax`` and
-    ``argmax`` of the result are ``p`` and its class. ``(1.0,)`` is the single pass.
+    returned is ``log p`` (`mean_distribution_logits`), so ``softmax`` and ``argmax`` of
+    the result are ``p`` and its class. ``(1.0,)`` is the single pass.
 
     Args:
       model: DeepLab model taking preprocessed float32 ``[B, h, w, 3]``.
@@ -199,11 +211,9 @@ def predict_logits(
     x = tf.cast(tf.convert_to_tensor(images_uint8), tf.float32)
     if scales == (1.0,):
         return _predict_at_scale(model, x, image_scale, output_stride, add_flipped_images)
-    log_p = [tf.nn.log_softmax(_predict_at_scale(model, x, image_scale * s, output_stride,
-                                                 add_flipped_images), axis=-1)
-             for s in scales]
-    return (tf.reduce_logsumexp(tf.stack(log_p), axis=0)
-            - tf.math.log(tf.constant(len(scales), tf.float32)))
+    return mean_distribution_logits([
+        _predict_at_scale(model, x, image_scale * s, output_stride, add_flipped_images)
+        for s in scales])
 
 
 def _serving_module(model: keras.Model, image_scale: float, output_stride: int,

@@ -368,6 +368,40 @@ def test_drawn_ranges_over_many_cases():
     assert any(cumulus) and not all(cumulus) and any(sperm)
 
 
+def test_look_stream_ranges_and_earlier_draws_kept():
+    """Zona shape and texture, pale needles and swollen cumulus cover their ranges, drawn
+    from their own stream (the ooplasm's from the scene stream)."""
+    zona, contrast, swollen, granular, pvs = {}, [], [], [], []
+    phi = np.linspace(0.0, 2 * np.pi, 720, endpoint=False)
+    for case_id in range(1, 41):
+        scene = synthetic.make_scene(SEED, case_id, 3, SMALL)
+        look, sur = scene.look, scene.surroundings
+        gap = (scene.zona_inner.radius(phi) - scene.oocyte.radius(phi)) / scene.radius
+        assert gap.min() > 0.0  # the ooplasm at rest lies inside the zona
+        pvs.append(gap.max())
+        zona.setdefault(look.optics == "brightfield", []).append(look.zona_texture)
+        contrast.append(look.needle_contrast)
+        radius = scene.radius
+        if sur.cumulus and sur.cumulus_texture < 3.0:
+            assert 0.3 <= sur.cumulus_texture <= 1.2
+            swollen.append(max(c[2] for c in sur.cumulus) / radius)
+        elif sur.cumulus:
+            granular.append(max(c[2] for c in sur.cumulus) / radius)
+    assert all(0.01 <= z <= 0.06 for z in zona[True]) and len(zona[True]) >= 3
+    hoff = zona[False]
+    assert all(0.05 <= z <= 0.35 for z in hoff) and min(hoff) < 0.12 and max(hoff) > 0.28
+    assert all(0.6 * 0.55 <= c <= 1.3 for c in contrast)
+    assert min(contrast) < 0.5 and np.mean(np.asarray(contrast) < 0.6) < 0.5  # pale: some
+    assert swollen and granular and max(granular) <= 0.11 + 1e-9 and max(swollen) > 0.15
+    assert min(pvs) < 0.15 and max(pvs) > 0.3  # narrow and wide perivitelline spaces
+    a, b = (scene_lib.draw_scene(synthetic.case_rng(SEED, 7, 0), 7, SMALL,
+                                 np.random.default_rng(k)) for k in (1, 2))  # fmt: skip
+    assert a.look.zona_texture != b.look.zona_texture  # the look stream is used
+    for key in ("center", "semi_axes", "angle", "harmonics"):
+        assert getattr(a.oocyte, key) == getattr(b.oocyte, key)
+    assert a.zona_inner != b.zona_inner
+
+
 def test_indentation_deep_narrow_funnel_is_one_to_one():
     """A funnel far deeper than wide moves the membrane by D and keeps the far side."""
     cell = StarShape((200.0, 150.0), (100.0, 100.0))
@@ -430,6 +464,8 @@ def _label(case_dir: Path, frame: dict) -> np.ndarray:
 
 
 def test_needle_inside_the_ooplasm_is_labelled_needle(rich):
+    import cv2
+
     case_dir, gt = rich
     checked = 0
     for frame in gt["frames"]:
@@ -443,7 +479,11 @@ def test_needle_inside_the_ooplasm_is_labelled_needle(rich):
         inside = needle & oocyte
         assert inside.sum() > 30  # the exact needle reaches into the ooplasm
         label = _label(case_dir, frame)
-        assert (label[inside] == labels.NEEDLE).mean() > 0.9  # painted over the oocyte
+        # Painted over the oocyte: the needle's core (1 px in from the exact edge, where the
+        # annotator's clicks may stray by a fraction of a pixel) is labelled needle.
+        core = cv2.erode(needle.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        assert (label[core & oocyte] == labels.NEEDLE).mean() > 0.97
+        assert (label[inside] == labels.NEEDLE).mean() > 0.8
         # The rest of the ooplasm stays oocyte or sERC.
         rest = oocyte & ~_mask(frame["needle_outline"], *SMALL)
         assert np.isin(label[rest], [labels.OOCYTE, labels.SERC]).mean() > 0.97

@@ -52,7 +52,7 @@ from sercseg_tf.synthetic.scene import (
 LABELME_VERSION = "5.4.1"
 VIDEO_NAME = "video.wmv"
 GROUND_TRUTH_NAME = "ground_truth.json"
-_STREAM_SCENE, _STREAM_RENDER, _STREAM_ANNOTATE, _STREAM_SIZE = 0, 1, 2, 3
+_STREAM_SCENE, _STREAM_RENDER, _STREAM_ANNOTATE, _STREAM_SIZE, _STREAM_EXTRA = 0, 1, 2, 3, 4
 _MAX_REDRAWS = 50
 # Stored (height, width) drawn per case with vary_size: 4:3, square crops, 16:9, 3:2, PAL.
 FRAME_SIZES = (
@@ -87,9 +87,10 @@ def make_scene(
 ) -> CaseScene:
     """Draws a case whose sERCs stay in the paper's ranges in every annotated frame."""
     rng = case_rng(seed, case_id, _STREAM_SCENE)
+    rng_extra = case_rng(seed, case_id, _STREAM_EXTRA)
     taus = annotated_taus(num_frames, fps)
     for _ in range(_MAX_REDRAWS):
-        scene = draw_scene(rng, case_id, image_size)
+        scene = draw_scene(rng, case_id, image_size, rng_extra)
         if scene_is_valid(scene, taus):
             return scene
     raise RuntimeError(f"case {case_id}: no valid scene in {_MAX_REDRAWS} draws (seed {seed})")

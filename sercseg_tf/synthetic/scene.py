@@ -1,43 +1,50 @@
 """Random per-case ICSI scene parameters and the exact per-frame geometry they imply.
 
 Domain randomisation: every case draws its own geometry, injection and look from
-``default_rng([seed, case, 0])``, so clinics' different optics and habits are ranges,
-not one look. Lengths are relative to the frame height H or the ooplasm radius r.
+``default_rng([seed, case, 0])`` (the zona's shape and texture, pale needles and swollen
+cumulus, added later, from ``default_rng([seed, case, 4])``), so clinics' different
+optics and habits are ranges, not one look. Lengths are relative to the frame height H
+or the ooplasm radius r.
 
 =========================  ==============================================================
 Ooplasm (labelled oocyte)  diameter 50-90 % of H (r = 0.25-0.45 H); oval up to 15 %,
                            long axis across the needle in 60 % of cases; zona
-                           (perivitelline space 3-12 % of r, zona 10-25 %) may touch or
-                           leave the frame; 45 %: a holding-side dent of 4-16 % of r
+                           (perivitelline space 3-12 % of r, 40 %: 4-12 % more; zona
+                           10-25 %) may touch or leave the frame, its oval 0-100 % of the
+                           ooplasm's (the space widens at the flat sides, up to ~40 % of
+                           r); 45 %: a holding-side dent of 4-16 % of r
 Injection                  needle from the right in 70 %, else left; half-width 3-6.5 %
                            of r, tilt +-8 deg, aimed at the centre +-0.1 r; inside the
-                           ooplasm 35-80 % of its contrast, granule-free lumen 0-8 %
-                           lighter; zona pushed 3-10 % of r, then the oolemma
-                           pushed in 15-85 % of r (35 %: a first push that does not break
-                           it) as a funnel (flat bottom 1-1.6 needle widths, walls 4-20 %
-                           of r) mixed with a broad dent (share 0-75 %, width 35-80 % of r:
-                           kidney and, with the holding-side dent, hourglass shapes); after
-                           the break the tip goes 55-150 % of r past the oolemma (past the
-                           centre in about half of the cases) while 5-35 % of the funnel
-                           stays; tip fades over 3-14 px
+                           ooplasm 35-80 % of its contrast (35 %: a pale needle, all of
+                           it x0.55-0.85), granule-free lumen 0-8 % lighter; zona pushed
+                           3-10 % of r, then the oolemma pushed in 15-85 % of r (35 %: a
+                           first push that does not break it) as a funnel (flat bottom
+                           1-1.6 needle widths, walls 4-20 % of r) mixed with a broad dent
+                           (share 0-75 %, width 35-80 % of r: kidney and, with the
+                           holding-side dent, hourglass shapes); after the break the tip
+                           goes 55-150 % of r past the oolemma (past the centre in about
+                           half of the cases) while 5-35 % of the funnel stays; tip fades
+                           over 3-14 px
 Optics                     Hoffman modulation contrast 50 %, DIC-like 20 %, brightfield
                            30 % (see `Look`). Hoffman/DIC: relief on every edge, ooplasm
-                           darkened 5-30 % with granules in relief, textured zona.
+                           darkened 5-30 % with granules in relief, zona texture 5-35 %
+                           of its relief (from near-smooth to mottled).
                            Brightfield: faint relief, dark refractive rims, ooplasm
                            darkened 20-45 % with strongly absorbing granules, near-smooth
-                           zona (as real brightfield footage). Background grey 55-210;
-                           vignetting 5-60 %;
+                           zona (1-6 %, as real brightfield footage). Background grey
+                           55-210; vignetting 5-60 %;
                            illumination slope up to 25 % of H; RGB tint up to +-6 %
                            (+-10 % in 30 %); 35 %: part of the frame defocused by a further
                            1.5-4.5 px; sensor noise 1-6 grey levels; 45 %: JPEG blocks at
                            quality 30-90
 Surroundings               holding pipette (outer radius 55-90 % of r, lumen 15-35 % of
                            it) pressing the zona; 55 %: 1-6 cumulus clusters of 3-25 cells
-                           (radius 5-11 % of r) on the zona; 35 %: a granular corona halo
-                           5-15 % of r wide around it; 3-15 debris particles; polar body;
-                           12 %: a second oocyte at the edge; 12 %: the edge of the dish
-                           or drop; 80 %: a sperm in the needle, left in the ooplasm at
-                           the injection
+                           (radius 5-11 % of r) on the zona, half of these swollen, smooth
+                           cells 1.5-2x that size with 2-5 more clusters around the zona;
+                           35 %: a granular corona halo 5-15 % of r wide around it; 3-15
+                           debris particles; polar body; 12 %: a second oocyte at the
+                           edge; 12 %: the edge of the dish or drop; 80 %: a sperm in the
+                           needle, left in the ooplasm at the injection
 =========================  ==============================================================
 
 Label rules are the paper's: oocyte = ooplasm inside the oolemma (zona, perivitelline
@@ -142,6 +149,7 @@ class Surroundings:
     second_oocyte: tuple[StarShape, StarShape, StarShape] | None  # ooplasm, zona in, out
     dish_edge: tuple[float, float, float, float] | None  # (cx, cy, radius, darkness)
     corona: float  # width of a fuzzy granular halo just outside the zona, px (0 = none)
+    cumulus_texture: float  # granularity of the cumulus cells (low: smooth, swollen cells)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,7 +270,10 @@ def _draw_serc(
 
 
 def _draw_cell(
-    rng: np.random.Generator, image_size: tuple[int, int], direction: tuple[float, float]
+    rng: np.random.Generator,
+    rng_extra: np.random.Generator,
+    image_size: tuple[int, int],
+    direction: tuple[float, float],
 ) -> tuple[StarShape, StarShape, StarShape, StarShape]:
     """Draws the ooplasm, zona (inner, outer) and polar body of the held oocyte.
 
@@ -283,7 +294,12 @@ def _draw_cell(
     axes = (radius * (1 + ecc), radius * (1 - ecc))
     base = StarShape((cx, cy), axes, oo_angle, harm)
     pvs = _u(rng, 0.03, 0.12)
-    zona_inner = StarShape((cx, cy), (axes[0] * (1 + pvs), axes[1] * (1 + pvs)), oo_angle)
+    # The zona is rounder than the ooplasm (its own oval, 0-100 % of the ooplasm's), so the
+    # perivitelline space widens at the ooplasm's flat sides; 40 %: a wider space overall.
+    pvs += _u(rng_extra, 0.04, 0.12) if rng_extra.random() < 0.4 else 0.0
+    ecc_z = ecc * _u(rng_extra, 0.0, 1.0)
+    long_z = axes[0] * (1 + pvs)
+    zona_inner = StarShape((cx, cy), (long_z, long_z * (1 - ecc_z) / (1 + ecc_z)), oo_angle)
     zona_outer = zona_inner.scaled(1.0 + _u(rng, 0.10, 0.25))
     press = _u(rng, 0.01, 0.04) * radius  # the holding pipette flattens the zona a little
     zona_outer = dataclasses.replace(zona_outer, dents=((hold_phi, press, 0.35),))
@@ -332,12 +348,23 @@ def _draw_needle(
     )
 
 
-def draw_scene(rng: np.random.Generator, case_id: int, image_size: tuple[int, int]) -> CaseScene:
-    """Draws the random parameters of one case (zoom, layout, shapes, motion, look)."""
+def draw_scene(
+    rng: np.random.Generator,
+    case_id: int,
+    image_size: tuple[int, int],
+    rng_extra: np.random.Generator,
+) -> CaseScene:
+    """Draws the random parameters of one case (zoom, layout, shapes, motion, look).
+
+    `rng_extra` draws the ranges added later (zona shape and texture, pale needles,
+    swollen cumulus) from a stream of their own, so most cases keep their other draws
+    (a case whose sERC draw depends on the new zona shape is drawn anew).
+    """
     h, w = image_size
     entry_side = "right" if rng.random() < 0.7 else "left"
     sign = -1.0 if entry_side == "right" else 1.0
-    oocyte, zona_inner, zona_outer, polar_body = _draw_cell(rng, image_size, (sign, 0.0))
+    oocyte, zona_inner, zona_outer, polar_body = _draw_cell(
+        rng, rng_extra, image_size, (sign, 0.0))
     radius = math.sqrt(oocyte.semi_axes[0] * oocyte.semi_axes[1])
 
     # sERC(s): total area ratio drawn in the paper's range.
@@ -399,8 +426,8 @@ def draw_scene(rng: np.random.Generator, case_id: int, image_size: tuple[int, in
         oolemma_table=surface_table(oocyte.outline(OOCYTE_OUTLINE_POINTS), origin, a),
         zona_table=surface_table(zona_outer.outline(OOCYTE_OUTLINE_POINTS), origin, a),
         sperm=_draw_sperm(rng, radius, needle, sperm_tau),
-        surroundings=_draw_surroundings(rng, image_size, oocyte, zona_outer, hold_phi),
-        look=_draw_look(rng, h),
+        surroundings=_draw_surroundings(rng, rng_extra, image_size, oocyte, zona_outer, hold_phi),
+        look=_draw_look(rng, rng_extra, h),
         label_names=_LABEL_STYLES[int(rng.integers(len(_LABEL_STYLES)))],
         shape_order=tuple(order),
     )
@@ -486,8 +513,27 @@ def _draw_sperm(
     )
 
 
+def _cumulus_cluster(
+    rng: np.random.Generator, radius: float, center: tuple[float, float],
+    zona_outer: StarShape, hold_phi: float, grow: float,
+) -> list[tuple[float, float, float, float]]:
+    """One cluster of cumulus cells on the zona: (x, y, radius, brightness) per cell."""
+    cx, cy = center
+    # Not where the needle comes in (hold_phi + pi) nor at the pipette (hold_phi).
+    phi = hold_phi + _u(rng, 0.5, math.pi - 0.5) * rng.choice([-1, 1])
+    r_zo = float(zona_outer.radius(np.array([phi]))[0])
+    cells = []
+    for _ in range(int(rng.integers(3, 26))):
+        rc = radius * _u(rng, 0.05, 0.11) * grow
+        ang = phi + float(rng.normal(0.0, 0.18))
+        dist = r_zo + rc * _u(rng, 0.0, 3.5)
+        cells.append((cx + dist * math.cos(ang), cy + dist * math.sin(ang), rc, _u(rng, -1, 1)))
+    return cells
+
+
 def _draw_surroundings(
     rng: np.random.Generator,
+    rng_extra: np.random.Generator,
     image_size: tuple[int, int],
     oocyte: StarShape,
     zona_outer: StarShape,
@@ -497,19 +543,20 @@ def _draw_surroundings(
     h, w = image_size
     radius = math.sqrt(oocyte.semi_axes[0] * oocyte.semi_axes[1])
     cx, cy = oocyte.center
-    cumulus = []
+    cumulus: list[tuple[float, float, float, float]] = []
+    cumulus_texture = 3.0
     if rng.random() < 0.55:
+        # Half of these: swollen, smooth cells (1.5-2x the size) in 2-5 more clusters,
+        # ringing more of the zona, as the loosened corona radiata of real footage.
+        swollen = rng_extra.random() < 0.5
+        grow = _u(rng_extra, 1.5, 2.0) if swollen else 1.0
+        if swollen:
+            cumulus_texture = _u(rng_extra, 0.3, 1.2)
+        args = (radius, oocyte.center, zona_outer, hold_phi, grow)
         for _ in range(int(rng.integers(1, 7))):
-            # Not where the needle comes in (hold_phi + pi) nor at the pipette (hold_phi).
-            phi = hold_phi + _u(rng, 0.5, math.pi - 0.5) * rng.choice([-1, 1])
-            r_zo = float(zona_outer.radius(np.array([phi]))[0])
-            for _ in range(int(rng.integers(3, 26))):
-                rc = radius * _u(rng, 0.05, 0.11)
-                ang = phi + float(rng.normal(0.0, 0.18))
-                dist = r_zo + rc * _u(rng, 0.0, 3.5)
-                cumulus.append(
-                    (cx + dist * math.cos(ang), cy + dist * math.sin(ang), rc, _u(rng, -1, 1))
-                )
+            cumulus += _cumulus_cluster(rng, *args)
+        for _ in range(int(rng_extra.integers(2, 6)) if swollen else 0):
+            cumulus += _cumulus_cluster(rng_extra, *args)
     scale = h / 480.0
     debris = []
     for _ in range(int(rng.integers(3, 16))):
@@ -536,10 +583,10 @@ def _draw_surroundings(
         dish = (cx + (dist - big_r) * math.cos(phi), cy + (dist - big_r) * math.sin(phi),
                 big_r, _u(rng, 0.15, 0.6))  # fmt: skip
     corona = radius * _u(rng, 0.05, 0.15) if rng.random() < 0.35 else 0.0
-    return Surroundings(tuple(cumulus), tuple(debris), second, dish, corona)
+    return Surroundings(tuple(cumulus), tuple(debris), second, dish, corona, cumulus_texture)
 
 
-def _draw_look(rng: np.random.Generator, height: int) -> Look:
+def _draw_look(rng: np.random.Generator, rng_extra: np.random.Generator, height: int) -> Look:
     """Draws the optics and camera of one case (ranges in the module docstring)."""
     optics = str(rng.choice(OPTICS, p=_OPTICS_P))
     brightfield = optics == "brightfield"
@@ -551,6 +598,8 @@ def _draw_look(rng: np.random.Generator, height: int) -> Look:
     edge = (0.4, 1.2) if optics == "brightfield" else (0.0, 0.2)
     focus = (0.3, 0.9) if optics == "dic" else (0.4, 1.8)
     slope = 0.25 / height
+    # 35 %: a pale needle (x0.55-0.85), faint against a bright field as in real footage.
+    pale_needle = _u(rng_extra, 0.55, 0.85) if rng_extra.random() < 0.35 else 1.0
     return Look(
         optics=optics,
         background=_u(rng, 55, 210),
@@ -564,14 +613,14 @@ def _draw_look(rng: np.random.Generator, height: int) -> Look:
         granule_absorb=0.9 if brightfield else 0.45,
         zona_absorb=_u(rng, -0.05, 0.08),
         zona_relief=_u(rng, 0.15, 0.45),
-        zona_texture=0.03 if brightfield else 0.15,
+        zona_texture=_u(rng_extra, *((0.01, 0.06) if brightfield else (0.05, 0.35))),
         texture_gain=_u(rng, 0.6, 1.4),
         granule_scale=_u(rng, 0.8, 1.5),
         noise_sigma=_u(rng, 1.0, 6.0),
         focus_sigma=_u(rng, *focus),
         defocus=defocus,
         needle_focus_sigma=_u(rng, 0.4, 1.6),
-        needle_contrast=_u(rng, 0.6, 1.3),
+        needle_contrast=_u(rng, 0.6, 1.3) * pale_needle,
         needle_inside=_u(rng, 0.35, 0.8),
         lumen_light=_u(rng, 0.0, 0.08),
         tint=tuple(float(v) for v in 1.0 + rng.uniform(-tint_range, tint_range, size=3)),

@@ -262,7 +262,7 @@ class CaseRenderer:
             _add_blob(f, x0, y0, rr, height, absorb)
         if sur.second_oocyte is not None:
             _add_cell(f, *sur.second_oocyte, scene, rng)
-        for x0, y0, rc, bright in sur.cumulus:  # bright granular corona / cumulus cells
+        for x0, y0, rc, bright in sur.cumulus:  # corona / cumulus cells, granular or swollen
             cell = StarShape((x0, y0), (rc * 1.1, rc * 0.9), float(rng.uniform(0, np.pi)))
             _add_round_cell(f, cell, 0.5, 0.05 - 0.08 * bright, rng, texture=sur.cumulus_texture)
         _add_cell(f, scene.oocyte, scene.zona_inner, scene.zona_outer, scene, rng, scene.sercs,

@@ -548,14 +548,14 @@ def _draw_surroundings(
     if rng.random() < 0.55:
         # Half of these: swollen, smooth cells (1.5-2x the size) in 2-5 more clusters,
         # ringing more of the zona, as the loosened corona radiata of real footage.
-        swollen = rng_extra.random() < 0.5
-        grow = _u(rng_extra, 1.5, 2.0) if swollen else 1.0
-        if swollen:
-            cumulus_texture = _u(rng_extra, 0.3, 1.2)
+        grow, extra_clusters = 1.0, 0
+        if rng_extra.random() < 0.5:
+            grow, cumulus_texture = _u(rng_extra, 1.5, 2.0), _u(rng_extra, 0.3, 1.2)
+            extra_clusters = int(rng_extra.integers(2, 6))
         args = (radius, oocyte.center, zona_outer, hold_phi, grow)
         for _ in range(int(rng.integers(1, 7))):
             cumulus += _cumulus_cluster(rng, *args)
-        for _ in range(int(rng_extra.integers(2, 6)) if swollen else 0):
+        for _ in range(extra_clusters):
             cumulus += _cumulus_cluster(rng_extra, *args)
     scale = h / 480.0
     debris = []

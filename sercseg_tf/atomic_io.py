@@ -266,6 +266,22 @@ def owned_temp_dir(parent: str | os.PathLike, prefix: str) -> pathlib.Path:
     return path
 
 
+def refuse_existing(paths: Sequence[str | os.PathLike], overwrite: bool) -> None:
+    """Refuses to replace an earlier result unless the user asked for it (``--overwrite``).
+
+    Commands call it before any work, so a re-run never replaces a result silently.
+
+    Raises:
+      FileExistsError: one line naming the first of ``paths`` that exists.
+    """
+    if overwrite:
+        return
+    for path in paths:
+        if os.path.lexists(path):
+            raise FileExistsError(f"{path}: exists (an earlier run); pass --overwrite to "
+                                  "replace it")
+
+
 def check_writable(folder: str | os.PathLike) -> pathlib.Path:
     """Creates ``folder`` if needed and checks a file can be written there.
 

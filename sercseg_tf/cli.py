@@ -63,6 +63,15 @@ def define_flag(kind: str, name: str, default: Any, help_text: str, **kwargs: An
         define(name, default, help_text, **kwargs)
 
 
+def define_overwrite_flag() -> None:
+    """Defines ``--overwrite``: replace an earlier run's outputs.
+
+    Without it a command refuses them (`sercseg_tf.atomic_io.refuse_existing`).
+    """
+    define_flag("boolean", "overwrite", False,
+                "Replace the outputs of an earlier run (without it they are an error).")
+
+
 def define_verbose_flag() -> None:
     """Defines ``--verbose`` (every command has it)."""
     define_flag("boolean", "verbose", False,

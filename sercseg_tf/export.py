@@ -7,7 +7,7 @@ and ``semantic_probs: float32[B,H,W,4]`` (preprocessing, ``image_scale``, paddin
 test-time flip and scales, ``add_flipped_images`` and ``eval_scales``, are inside the
 graph). The export is written into a hidden sibling and swapped in when complete
 (`sercseg_tf.atomic_io.atomic_dir`): a failed or killed export leaves the previous one
-intact.
+intact. An existing export (an earlier run) is an error unless ``--overwrite``.
 
 The export carries a model card, ``export/assets/model_card.json`` (`sercseg_tf.model_card`):
 classes and colours, the config, the training frame size and scales, the fold (0 = every
@@ -45,6 +45,7 @@ config_lib.define_flags()
 config_lib.define_all_cases_flag()
 cli.define_flag("float", "um_per_px", None,
                 "Micrometres per pixel of the frames (calibration; adds µm/µm² columns).")
+cli.define_overwrite_flag()
 FLAGS = flags.FLAGS
 
 
@@ -82,7 +83,7 @@ def held_out_iou(model_dir: str | os.PathLike, fold: int) -> dict[str, float] | 
 
 def run_export(config: ExperimentConfig, model_dir: str | os.PathLike, fold: int,
                tfrecord_dir: str | os.PathLike | None = None,
-               um_per_px: float | None = None) -> pathlib.Path:
+               um_per_px: float | None = None, overwrite: bool = False) -> pathlib.Path:
     """Exports the fold's latest checkpoint to ``model_dir/fold_NN/export`` with its card.
 
     Args:
@@ -92,24 +93,27 @@ def run_export(config: ExperimentConfig, model_dir: str | os.PathLike, fold: int
       tfrecord_dir: where to read training facts when the fold has no
         ``training_data.json`` (trained before it existed).
       um_per_px: calibration stored in the card.
+      overwrite: replace an earlier export.
 
     Returns:
       The export directory.
 
     Raises:
       FileNotFoundError: the fold has no checkpoint.
+      FileExistsError: the fold has an export and ``overwrite`` is False.
       ValueError: the config contradicts the run's architecture or checkpoint.
       OSError: the fold folder cannot be written.
     """
     from sercseg_tf.model import inference
     from sercseg_tf.training import checkpoints
 
+    export_dir = layout.export_dir(model_dir, fold)
+    atomic_io.refuse_existing([export_dir], overwrite)
     model, _ = checkpoints.restore_model(config, model_dir, fold)
     atomic_io.check_writable(layout.fold_dir(model_dir, fold))
     card = model_card.build_card(config.to_dict(),
                                  _training_facts(model_dir, fold, tfrecord_dir), fold,
                                  held_out_iou(model_dir, fold), um_per_px)
-    export_dir = layout.export_dir(model_dir, fold)
     # export_saved_model writes beside export_dir and swaps it in (atomic_io.atomic_dir).
     inference.export_saved_model(model, str(export_dir), image_scale=config.image_scale,
                                  output_stride=config.output_stride, model_card=card,
@@ -126,7 +130,8 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         config = config_lib.run_config_from_flags(layout.config_path(FLAGS.model_dir, fold))
-        path = run_export(config, FLAGS.model_dir, fold, FLAGS.tfrecord_dir, FLAGS.um_per_px)
+        path = run_export(config, FLAGS.model_dir, fold, FLAGS.tfrecord_dir, FLAGS.um_per_px,
+                          FLAGS.overwrite)
     except (ConfigError, OSError, ValueError) as e:
         print(f"export: {e}", file=sys.stderr)
         return 1

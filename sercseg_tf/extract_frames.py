@@ -8,11 +8,15 @@ Usage:
 
 `.../case05/video.wmv` -> OUTPUT_DIR/case05/frame_0000.png, ...; other videos use their
 file stem as the case folder. Frame k is the video frame at t = k * every_seconds
-(index round(t * fps)). A case folder is replaced as a whole when its video is done
-(old frames never stay beside new ones; a failure or kill leaves it as it was).
+(index round(t * fps)). An existing case folder (an earlier run) is an error for that
+video unless ``--overwrite``, and always when it holds LabelMe ``*.json`` files (the
+annotations would go with the old frames: move them out first). A replaced case folder
+is replaced as a whole when its video is done (old frames never stay beside new ones;
+a failure or kill leaves it as it was).
 
-Exit status: 0 when every video was read; 1 when a video is unreadable (one error line
-naming it; the other videos are still extracted). A video that stops decoding before
+Exit status: 0 when every video was read; 1 when a video is unreadable or its case
+folder may not be replaced (one error line naming it; the other videos are still
+extracted). A video that stops decoding before
 its declared length (truncated) gets a one-line warning with the seconds actually read
 and its frames are written; ``--strict`` makes that an error instead: exit 1, its case
 folder left as it was.
@@ -20,11 +24,12 @@ folder left as it was.
 
 from __future__ import annotations
 
+import pathlib
 import sys
 import time
 from collections.abc import Sequence
 
-from sercseg_tf import cli
+from sercseg_tf import atomic_io, cli
 from sercseg_tf.data import video
 
 FLAGS = cli.FLAGS
@@ -39,6 +44,7 @@ def define_flags() -> None:
                     "Progress bars on a terminal (--noprogress: off).")
     cli.define_flag("boolean", "strict", False,
                     "A truncated video is an error (exit 1, its folder left as it was).")
+    cli.define_overwrite_flag()
 
 
 def main(argv: Sequence[str]) -> int:
@@ -68,10 +74,24 @@ def main(argv: Sequence[str]) -> int:
     return 1 if failed else 0
 
 
+def _check_replaceable(folder: pathlib.Path) -> None:
+    """Refuses an existing case folder without --overwrite, and one holding annotations.
+
+    Raises:
+      FileExistsError: one line naming the folder and the reason.
+    """
+    atomic_io.refuse_existing([folder], FLAGS.overwrite)
+    notes = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    if notes:
+        raise FileExistsError(f"{folder}: holds {len(notes)} LabelMe file(s) (e.g. "
+                              f"{notes[0].name}); move them out before extracting again")
+
+
 def _extract_one(path: str, name: str) -> tuple[int, bool]:
     """Extracts one video; prints its line. Returns (frames written, counted as success)."""
     target = f"{FLAGS.output_dir}/{name}"
     try:
+        _check_replaceable(pathlib.Path(FLAGS.output_dir) / name)
         written = video.extract_frames(path, FLAGS.output_dir, FLAGS.every_seconds, name=name,
                                        progress=FLAGS.progress, allow_truncated=not FLAGS.strict)
     except video.VideoTruncatedError as err:

@@ -12,16 +12,18 @@ For each selected fold k (held-out case k):
    the images / label PNGs behind it (layout: `sercseg_tf.layout`).
 
 A fold is finished when its export and ``frames.csv`` exist; finished folds are skipped
-on a re-run. ``force`` runs every stage of the selected folds again: training resumes
-from the fold's last checkpoint and continues to the config's ``num_steps`` (so
-``--force --num_steps N`` trains a finished fold on to step N; at N already, it trains
-no further), then evaluation, export and prediction are redone, each replacing its
-previous output atomically. Each fold runs under the fold's lock (`sercseg_tf.run_lock`)
-and with the fold's saved config unless one is given (`sercseg_tf.config.run_config`).
-A fold that fails is logged, recorded in ``MODEL_DIR/loocv_status.json`` and listed in
-the report; the other folds go on. Ctrl-C or SIGTERM saves the running fold's checkpoint,
-records it as "interrupted" and stops. At the end `sercseg_tf.report` writes
-``MODEL_DIR/report/`` (tables, figures, index.html) for every fold with predictions.
+on a re-run, and an unfinished one runs every stage again, replacing the evaluation and
+export an interrupted run may have left. ``force`` runs every stage of the selected
+folds again: training resumes from the fold's last checkpoint and continues to the
+config's ``num_steps`` (so ``--force --num_steps N`` trains a finished fold on to step
+N; at N already, it trains no further), then evaluation, export and prediction are
+redone, each replacing its previous output atomically. Each fold runs under the fold's
+lock (`sercseg_tf.run_lock`) and with the fold's saved config unless one is given
+(`sercseg_tf.config.run_config`). A fold that fails is logged, recorded in
+``MODEL_DIR/loocv_status.json`` and listed in the report; the other folds go on. Ctrl-C
+or SIGTERM saves the running fold's checkpoint, records it as "interrupted" and stops.
+At the end `sercseg_tf.report` writes ``MODEL_DIR/report/`` (tables, figures,
+index.html) for every fold with predictions.
 The command line is ``tools/run_loocv.py``.
 """
 
@@ -62,8 +64,15 @@ def default_stages(strategy: str = "auto") -> Stages:
     def train_fn(cfg, tfrecord_dir, model_dir, fold):
         return train.run_training(cfg, tfrecord_dir, model_dir, fold, strategy=strategy)
 
-    return Stages(train=train_fn, evaluate=evaluate.run_evaluation, export=export.run_export,
-                  predict=predict_fold)
+    # A fold whose stages run is unfinished (an interrupted earlier run) or forced: its own
+    # earlier evaluation and export are replaced (the module docstring).
+    def evaluate_fn(cfg, tfrecord_dir, model_dir, fold):
+        return evaluate.run_evaluation(cfg, tfrecord_dir, model_dir, fold, overwrite=True)
+
+    def export_fn(cfg, model_dir, fold):
+        return export.run_export(cfg, model_dir, fold, overwrite=True)
+
+    return Stages(train=train_fn, evaluate=evaluate_fn, export=export_fn, predict=predict_fold)
 
 
 def is_fold_finished(model_dir: str | os.PathLike, fold: int) -> bool:

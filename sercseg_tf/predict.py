@@ -282,9 +282,10 @@ def _check_replaceable(final: pathlib.Path, path: str, overwrite: bool) -> None:
     """Refuses an existing input folder without --overwrite, or with reviewed files."""
     if not final.exists():
         return
-    if not overwrite:
-        raise InputError(f"{path}: {final} exists (an earlier run); pass --overwrite to "
-                         "replace it, or choose another --output_dir")
+    try:
+        atomic_io.refuse_existing([final], overwrite)
+    except FileExistsError as e:
+        raise InputError(f"{path}: {e}, or choose another --output_dir") from None
     reviewed = review.reviewed_files(final / paths.LABELME_SUBDIR)
     if reviewed:
         raise InputError(f"{path}: {final} holds {len(reviewed)} reviewed LabelMe file(s) "

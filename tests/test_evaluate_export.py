@@ -87,6 +87,29 @@ def test_evaluation_without_checkpoint_is_a_clear_error(tiny_tfrecord_dir, tmp_p
         evaluate.run_evaluation(CONFIG, tiny_tfrecord_dir, tmp_path, FOLD)
 
 
+def test_earlier_evaluation_and_export_are_kept_without_overwrite(tmp_path):
+    """Refused before any work (no checkpoint or TFRecords needed); nothing is touched."""
+    from sercseg_tf import evaluate, export
+
+    iou = layout.eval_dir(tmp_path, FOLD) / layout.IOU_MEAN_CSV
+    card = layout.export_dir(tmp_path, FOLD) / "assets" / "model_card.json"
+    for path in (iou, card):
+        path.parent.mkdir(parents=True)
+        path.write_text("earlier")
+    with pytest.raises(FileExistsError) as err:
+        evaluate.run_evaluation(CONFIG, tmp_path / "none", tmp_path, FOLD)
+    assert str(err.value) == f"{iou}: exists (an earlier run); pass --overwrite to replace it"
+    with pytest.raises(FileExistsError, match="export: exists .an earlier run.; pass "
+                       "--overwrite"):
+        export.run_export(CONFIG, tmp_path, FOLD)
+    # With overwrite the commands go on to their work (here: no checkpoint to restore).
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        export.run_export(CONFIG, tmp_path, FOLD, overwrite=True)
+    assert iou.read_text() == card.read_text() == "earlier"
+    assert sorted(p.name for p in layout.fold_dir(tmp_path, FOLD).iterdir()) == ["eval",
+                                                                               "export"]
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     return probs / probs.sum(-1, keepdims=True)

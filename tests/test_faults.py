@@ -255,12 +255,18 @@ def test_extract_frames_replaces_a_case_folder_whole(tmp_path):
     before = snapshot(out / "case05")
     assert sorted(before) == [f"frame_{k:04d}.png" for k in range(4)]
     for point in ("extract_frames.frame_written:1", "atomic_dir.new_in_place"):
-        proc = run_py(["tools/extract_frames.py", str(new), f"--output_dir={out}"],
-                      kill_at=point)
+        proc = run_py(["tools/extract_frames.py", str(new), f"--output_dir={out}",
+                       "--overwrite"], kill_at=point)
         assert proc.returncode == -9, proc.stderr
         if point.startswith("extract"):  # the partial folder waits beside it, hidden
             assert snapshot(out / "case05") == before
-    proc = run_py(["tools/extract_frames.py", str(new), f"--output_dir={out}"])
+    before = snapshot(out / "case05")
+    proc = run_py(["tools/extract_frames.py", str(old), f"--output_dir={out}"])
+    assert proc.returncode == 1  # an earlier run's folder: refused without --overwrite
+    assert f"extract_frames: {out / 'case05'}: exists (an earlier run); pass --overwrite " \
+        "to replace it" in proc.stderr
+    assert snapshot(out / "case05") == before
+    proc = run_py(["tools/extract_frames.py", str(new), f"--output_dir={out}", "--overwrite"])
     assert proc.returncode == 0, proc.stderr
     # Exactly the new video's 2 frames: none of the 4 old ones left beside them.
     assert sorted(snapshot(out)) == ["case05/frame_0000.png", "case05/frame_0001.png"]
@@ -268,6 +274,14 @@ def test_extract_frames_replaces_a_case_folder_whole(tmp_path):
     import cv2
 
     assert cv2.imread(str(out / "case05" / "frame_0001.png"))[0, 0, 0] in range(158, 163)
+    # Annotations beside the frames are never deleted, not even with --overwrite.
+    (out / "case05" / "frame_0001.json").write_text("{}")
+    before = snapshot(out / "case05")
+    proc = run_py(["tools/extract_frames.py", str(old), f"--output_dir={out}", "--overwrite"])
+    assert proc.returncode == 1
+    assert f"extract_frames: {out / 'case05'}: holds 1 LabelMe file(s) (e.g. " \
+        "frame_0001.json); move them out before extracting again" in proc.stderr
+    assert snapshot(out / "case05") == before
 
 
 @pytest.mark.parametrize("ext", [".wmv", ".avi"])

@@ -106,11 +106,24 @@ def test_evaluate_and_export_use_the_runs_config(run_dir, tiny_tfrecord_dir, cap
     assert status == 0, err
     iou = layout.eval_dir(run_dir, FOLD) / layout.IOU_CSV
     got = pd.read_csv(iou)
-    want = evaluate.run_evaluation(CONFIG, tiny_tfrecord_dir, run_dir, FOLD)  # explicit
+    before = iou.read_bytes()
+    # A second evaluation or export is refused (one line, exit 1) without --overwrite.
+    status, err = _cli(evaluate, args, capsys)
+    assert (status, err) == (1, [f"evaluate: {iou}: exists (an earlier run); pass "
+                                 "--overwrite to replace it"])
+    os.utime(iou, (1, 1))  # --overwrite writes it anew (the same table: the same checkpoint)
+    status, err = _cli(evaluate, [*args, "--overwrite"], capsys)
+    assert status == 0, err
+    assert iou.stat().st_mtime > 1 and iou.read_bytes() == before
+    want = evaluate.run_evaluation(CONFIG, tiny_tfrecord_dir, run_dir, FOLD,
+                                   overwrite=True)  # explicit config
     pd.testing.assert_frame_equal(got, want, check_exact=False, atol=1e-6)
     status, err = _cli(export, args[:2], capsys)
     assert status == 0, err
     exported = (layout.export_dir(run_dir, FOLD) / "saved_model.pb").read_bytes()
+    status, err = _cli(export, args[:2], capsys)
+    assert (status, err) == (1, [f"export: {layout.export_dir(run_dir, FOLD)}: exists (an "
+                                 "earlier run); pass --overwrite to replace it"])
     before = iou.read_bytes()
 
     # The paper's config (stride 16, full frames) contradicts the run: one line, exit 1,

@@ -1,8 +1,12 @@
 """The `make demo` job: synthetic ICSI cases -> TFRecords -> fold 5 -> IoU next to the paper.
 
 Runs each stage as the command a user would type, so the demo doubles as a worked
-example. Stages that are already complete are skipped (synthetic data and TFRecords
-are reused, training resumes from its last checkpoint), so a second `make demo` is fast.
+example. Stages that are already complete are skipped (synthetic data are reused,
+training resumes from its last checkpoint, and the evaluation and export are kept while
+they are newer than the fold's checkpoints), so a second `make demo` is fast. An
+evaluation or export older than the checkpoints (training went on, e.g. after raising
+``num_steps``) is made again with ``--overwrite``: it describes a checkpoint the run
+has moved past.
 
 Usage:
     python tools/run_demo.py [--data_dir data] [--model_dir runs/demo] [--fold 5]
@@ -43,6 +47,25 @@ def _run(argv: list[str]) -> None:
     if result.returncode != 0:
         sys.exit(f"demo: command failed with exit code {result.returncode}: {shlex.join(argv)}")
     print(f"  ({time.monotonic() - start:.0f} s)", flush=True)
+
+
+def _is_current(output: Path, *inputs: Path) -> bool:
+    """True when ``output`` exists and is newer than every file in ``inputs``.
+
+    ``inputs`` are files or folders (searched recursively).
+    """
+    if not output.is_file():
+        return False
+    files = [p for i in inputs for p in ([i] if i.is_file() else i.rglob("*")) if p.is_file()]
+    return all(output.stat().st_mtime > p.stat().st_mtime for p in files)
+
+
+def _run_unless_current(module: str, common: list[str], output: Path, *inputs: Path) -> None:
+    """Runs ``python -m module`` unless its ``output`` is newer than its ``inputs``."""
+    if _is_current(output, *inputs):
+        print(f"\n{output} is newer than the checkpoints; reusing it.", flush=True)
+        return
+    _run(["-m", module, *common, *(["--overwrite"] if output.exists() else [])])
 
 
 def _print_iou_table(iou_mean_csv: Path, fold: int) -> None:
@@ -100,11 +123,15 @@ def main(argv: list[str]) -> None:
         f"--fold={args.fold}",
     ]
     _run(["-m", "sercseg_tf.train", *common])
-    _run(["-m", "sercseg_tf.evaluate", *common])
-    _run(["-m", "sercseg_tf.export", *common])
-
-    _print_iou_table(layout.eval_dir(args.model_dir, args.fold) / layout.IOU_MEAN_CSV, args.fold)
+    checkpoints = layout.checkpoint_dir(args.model_dir, args.fold)
+    iou_mean = layout.eval_dir(args.model_dir, args.fold) / layout.IOU_MEAN_CSV
     export = layout.export_dir(args.model_dir, args.fold)
+    _run_unless_current("sercseg_tf.evaluate", common, iou_mean, checkpoints)
+    # The export's model card carries the evaluation's IoU: newer than both.
+    _run_unless_current("sercseg_tf.export", common, export / layout.SAVED_MODEL_PB,
+                        checkpoints, iou_mean)
+
+    _print_iou_table(iou_mean, args.fold)
     print(f"\nSavedModel: {export}")
     video_path = synthetic_dir / labels.case_name(args.fold) / VIDEO_NAME
     print(f"Try it on the held-out case's video: sercseg-predict --saved_model {export} "

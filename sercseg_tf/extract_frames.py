@@ -7,19 +7,18 @@ Usage:
 (also ``python -m sercseg_tf.extract_frames`` or ``python tools/extract_frames.py``)
 
 `.../case05/video.wmv` -> OUTPUT_DIR/case05/frame_0000.png, ...; other videos use their
-file stem as the case folder. Frame k is the video frame at t = k * every_seconds
-(index round(t * fps)). An existing case folder (an earlier run) is an error for that
-video unless ``--overwrite``, and always when it holds LabelMe ``*.json`` files (the
-annotations would go with the old frames: move them out first). A replaced case folder
-is replaced as a whole when its video is done (old frames never stay beside new ones;
-a failure or kill leaves it as it was).
+file stem as the case folder. Frame k is the video frame at t = k * every_seconds (index
+round(t * fps)). An existing case folder (an earlier run) is an error for that video
+unless ``--overwrite``, and always when it holds LabelMe ``*.json`` files (the
+annotations would go with the old frames: move them out first). With ``--overwrite`` the
+folder is replaced as a whole when its video is done (old frames never stay beside new
+ones; a failure or kill leaves it as it was).
 
 Exit status: 0 when every video was read; 1 when a video is unreadable or its case
 folder may not be replaced (one error line naming it; the other videos are still
-extracted). A video that stops decoding before
-its declared length (truncated) gets a one-line warning with the seconds actually read
-and its frames are written; ``--strict`` makes that an error instead: exit 1, its case
-folder left as it was.
+extracted). A video that stops decoding before its declared length (truncated) gets a
+one-line warning with the seconds actually read and its frames are written; ``--strict``
+makes that an error instead: exit 1, its case folder left as it was.
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ calls = []
 demo._run = calls.append
 root = pathlib.Path(sys.argv[1])
 ckpt, out = root / "checkpoints", root / "eval" / "iou_mean.csv"
-demo._run_unless_current("m", ["--fold=5"], out, ckpt)  # no output yet: run, no --overwrite
+demo._run_unless_current("m", ["--fold=5"], out, ckpt)  # no output yet: run
 out.parent.mkdir()
 out.write_text("earlier")
 os.utime(ckpt / "ckpt-1.index", (100, 100))
@@ -95,5 +95,5 @@ def test_demo_redoes_evaluate_and_export_only_when_older_than_the_checkpoints(tm
                           env={**ENV, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 0, proc.stderr
     calls = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert calls == [["-m", "m", "--fold=5"], ["-m", "m", "--fold=5", "--overwrite"]]
+    assert calls == [["-m", "m", "--fold=5", "--overwrite"]] * 2
     assert "iou_mean.csv is newer than the checkpoints; reusing it." in proc.stdout

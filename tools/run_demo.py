@@ -61,11 +61,15 @@ def _is_current(output: Path, *inputs: Path) -> bool:
 
 
 def _run_unless_current(module: str, common: list[str], output: Path, *inputs: Path) -> None:
-    """Runs ``python -m module`` unless its ``output`` is newer than its ``inputs``."""
+    """Runs ``python -m module`` unless its ``output`` is newer than its ``inputs``.
+
+    What it replaces then is the demo's own output, older than its checkpoints or left
+    incomplete (e.g. ``iou.csv`` without ``iou_mean.csv``), hence ``--overwrite``.
+    """
     if _is_current(output, *inputs):
         print(f"\n{output} is newer than the checkpoints; reusing it.", flush=True)
         return
-    _run(["-m", module, *common, *(["--overwrite"] if output.exists() else [])])
+    _run(["-m", module, *common, "--overwrite"])
 
 
 def _print_iou_table(iou_mean_csv: Path, fold: int) -> None:

@@ -159,6 +159,11 @@ class ExperimentConfig:
         "mirrored, with add_flipped_images) and the class probabilities are averaged. "
         "n scales cost about n times the inference; 1.0 = one pass."
     )
+    keep_largest_oocyte: bool = _field(
+        False, "Keep only the frame's largest oocyte region, with its sERC; other oocyte "
+        "and sERC regions become background or needle (nnU-Net's largest-component "
+        "post-processing; `sercseg_tf.model.postprocess`). In evaluation and the SavedModel."
+    )
     # Bookkeeping.
     log_every_steps: int = _field(50, "Log progress and write train summaries every N steps.")
     save_checkpoints_steps: int = _field(1000, "Save a checkpoint every N steps (and at the end).")

@@ -4,10 +4,11 @@ Restores the latest checkpoint of ``MODEL_DIR/fold_05`` and writes
 ``MODEL_DIR/fold_05/export/`` with `inference.export_saved_model`: ``serving_default``
 takes ``images: uint8[B,H,W,3]`` of any size and returns ``semantic_pred: int32[B,H,W]``
 and ``semantic_probs: float32[B,H,W,4]`` (preprocessing, ``image_scale``, padding and the
-test-time flip and scales, ``add_flipped_images`` and ``eval_scales``, are inside the
-graph). The export is written into a hidden sibling and swapped in when complete
-(`sercseg_tf.atomic_io.atomic_dir`): a failed or killed export leaves the previous one
-intact. An existing export (an earlier run) is an error unless ``--overwrite``.
+test-time flip and scales, ``add_flipped_images`` and ``eval_scales``, and the
+``keep_largest_oocyte`` post-processing are inside the graph). The export is written
+into a hidden sibling and swapped in when complete (`sercseg_tf.atomic_io.atomic_dir`):
+a failed or killed export leaves the previous one intact. An existing export (an
+earlier run) is an error unless ``--overwrite``.
 
 The export carries a model card, ``export/assets/model_card.json`` (`sercseg_tf.model_card`):
 classes and colours, the config, the training frame size and scales, the fold (0 = every
@@ -118,7 +119,8 @@ def run_export(config: ExperimentConfig, model_dir: str | os.PathLike, fold: int
     inference.export_saved_model(model, str(export_dir), image_scale=config.image_scale,
                                  output_stride=config.output_stride, model_card=card,
                                  add_flipped_images=config.add_flipped_images,
-                                 eval_scales=config.eval_scale_factors)
+                                 eval_scales=config.eval_scale_factors,
+                                 keep_largest_oocyte=config.keep_largest_oocyte)
     return export_dir
 
 

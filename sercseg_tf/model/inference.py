@@ -39,6 +39,7 @@ from sercseg_tf import atomic_io
 from sercseg_tf import model_card as model_card_lib
 from sercseg_tf.fault_points import fault_point
 from sercseg_tf.formats import SERVING_INPUT, SERVING_PRED, SERVING_PROBS, SERVING_SIGNATURE
+from sercseg_tf.model.postprocess import keep_largest_oocyte as keep_largest_oocyte_fn
 from sercseg_tf.model.preprocessing import preprocess_images
 from sercseg_tf.model.resnet import check_output_stride
 
@@ -217,7 +218,8 @@ def predict_logits(
 
 
 def _serving_module(model: keras.Model, image_scale: float, output_stride: int,
-                    add_flipped_images: bool, eval_scales: tuple[float, ...]) -> tf.Module:
+                    add_flipped_images: bool, eval_scales: tuple[float, ...],
+                    keep_largest_oocyte: bool) -> tf.Module:
     """tf.Module with the ``serve`` tf.function and the model's variables, nothing more.
 
     The Keras model itself is not an attribute: saved along, its layers' own functions
@@ -234,6 +236,8 @@ def _serving_module(model: keras.Model, image_scale: float, output_stride: int,
         """``images: uint8[B,H,W,3]`` -> ``{semantic_pred: int32[B,H,W], semantic_probs}``."""
         logits = predict_logits(model, images, image_scale, output_stride, add_flipped_images,
                                 eval_scales)
+        if keep_largest_oocyte:
+            logits = keep_largest_oocyte_fn(logits)
         return {
             SERVING_PRED: tf.argmax(logits, axis=-1, output_type=tf.int32),
             SERVING_PROBS: tf.nn.softmax(logits, axis=-1),
@@ -251,6 +255,7 @@ def export_saved_model(
     model_card: Mapping[str, Any] | None = None,
     add_flipped_images: bool = False,
     eval_scales: Sequence[float] = (1.0,),
+    keep_largest_oocyte: bool = False,
 ) -> Path:
     """Writes a TF SavedModel whose ``serving_default`` segments uint8 frames of any size.
 
@@ -272,6 +277,8 @@ def export_saved_model(
         image's (`predict_preprocessed`).
       eval_scales: the graph averages the predictions at these factors of
         ``image_scale`` (`predict_logits`).
+      keep_largest_oocyte: the graph keeps only each frame's largest oocyte region
+        (`sercseg_tf.model.postprocess`), in ``semantic_pred`` and ``semantic_probs``.
 
     Returns:
       ``export_dir`` as a Path.
@@ -279,7 +286,8 @@ def export_saved_model(
     check_output_stride(output_stride)
     export_dir = Path(export_dir)
     module = _serving_module(model, float(image_scale), int(output_stride),
-                             bool(add_flipped_images), tuple(float(s) for s in eval_scales))
+                             bool(add_flipped_images), tuple(float(s) for s in eval_scales),
+                             bool(keep_largest_oocyte))
     # The gradients of the faster layers' custom-gradient ops are not saved (inference
     # only; saving them tripled the save time), so a loaded graph differentiates the
     # forward ops themselves: the same maths.

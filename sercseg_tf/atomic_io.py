@@ -269,7 +269,9 @@ def owned_temp_dir(parent: str | os.PathLike, prefix: str) -> pathlib.Path:
 def refuse_existing(paths: Sequence[str | os.PathLike], overwrite: bool) -> None:
     """Refuses to replace an earlier result unless the user asked for it (``--overwrite``).
 
-    Commands call it before any work, so a re-run never replaces a result silently.
+    Commands call it before any work, so a re-run never replaces a result silently. A
+    folder that an interrupted `replace_dir` left aside as ``.NAME.old-*`` counts as
+    existing: `recover_dir` would rename it back, and the new result would replace it.
 
     Raises:
       FileExistsError: one line naming the first of ``paths`` that exists.
@@ -280,6 +282,10 @@ def refuse_existing(paths: Sequence[str | os.PathLike], overwrite: bool) -> None
         if os.path.lexists(path):
             raise FileExistsError(f"{path}: exists (an earlier run); pass --overwrite to "
                                   "replace it")
+        aside = [p for p, kind, _ in _siblings(pathlib.Path(path)) if kind == "old"]
+        if aside:
+            raise FileExistsError(f"{path}: an earlier run's, set aside as {aside[0].name} by "
+                                  "an interrupted replacement; pass --overwrite to replace it")
 
 
 def check_writable(folder: str | os.PathLike) -> pathlib.Path:

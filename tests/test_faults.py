@@ -96,6 +96,22 @@ def test_atomic_dir_killed_mid_swap_leaves_the_old_or_the_new(tmp_path, mode, po
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
+def test_a_result_set_aside_by_a_killed_swap_still_counts_as_existing(tmp_path):
+    final = tmp_path / "export"
+    final.mkdir()
+    (final / "result.txt").write_text("old")
+    proc = run_py(["-c", _SWAP_SCRIPT, str(final), "two-renames"],
+                  kill_at="atomic_dir.old_moved_aside")
+    assert proc.returncode == -9 and not final.exists()
+    (aside,) = [p for p in tmp_path.iterdir() if p.name.startswith(".export.old-")]
+    with pytest.raises(FileExistsError) as err:
+        atomic_io.refuse_existing([final], overwrite=False)
+    assert str(err.value) == (f"{final}: an earlier run's, set aside as {aside.name} by an "
+                              "interrupted replacement; pass --overwrite to replace it")
+    atomic_io.refuse_existing([final], overwrite=True)
+    assert (aside / "result.txt").read_text() == "old"  # the check moved nothing
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="renameat2 is Linux-only")
 def test_exchange_swaps_two_folders_in_one_step(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"

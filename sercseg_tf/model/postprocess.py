@@ -1,4 +1,4 @@
-"""One cell per frame: oocyte and sERC regions away from the largest one become background.
+"""One cell per frame: oocyte and sERC regions apart from the largest become background or needle.
 
 An ICSI frame shows the one oocyte being injected; the paper's labels have one oocyte
 region with its sERC inside. A model trained on synthetic frames also paints stray

@@ -180,12 +180,14 @@ def sigterm_as_interrupt() -> None:
 
 
 @contextlib.contextmanager
-def deferred_interrupts(reraise: bool = True) -> Iterator[None]:
+def deferred_interrupts(reraise: bool = True,
+                        doing: str = "a checkpoint is being written") -> Iterator[None]:
     """Holds SIGINT / SIGTERM back during the block (e.g. while a checkpoint is written).
 
-    A signal that arrives is logged and, with ``reraise``, raised as KeyboardInterrupt
-    once the block has finished; without ``reraise`` (the save that an interrupt
-    itself started) it is dropped. Outside the main thread the block runs unguarded.
+    A signal that arrives is logged ("signal N: ``doing``; stopping after it") and, with
+    ``reraise``, raised as KeyboardInterrupt once the block has finished; without
+    ``reraise`` (the save that an interrupt itself started) it is dropped. Outside the
+    main thread the block runs unguarded.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -194,7 +196,7 @@ def deferred_interrupts(reraise: bool = True) -> Iterator[None]:
 
     def remember(signum, frame):  # noqa: ARG001
         received.append(signum)
-        logging.warning("signal %d: a checkpoint is being written; stopping after it", signum)
+        logging.warning("signal %d: %s; stopping after it", signum, doing)
 
     previous = {s: signal.signal(s, remember) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

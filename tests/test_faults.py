@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -514,6 +515,14 @@ def test_interrupts_wait_for_the_checkpoint(tmp_path):
         pass
 
 
+def test_a_held_back_interrupt_says_what_it_waits_for(caplog):
+    with pytest.raises(KeyboardInterrupt), caplog.at_level("WARNING"):
+        with cli.deferred_interrupts(doing="the statistics are being recomputed"):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler runs between bytecodes, inside the block
+            assert "the statistics are being recomputed; stopping after it" in caplog.text
+
+
 def _tiny_train_cmd(tfrecord_dir, runs, num_steps):
     return ["-m", "sercseg_tf.train", "--fold=2", f"--tfrecord_dir={tfrecord_dir}",
             f"--model_dir={runs}", "--strategy=one_device", "--output_stride=32",
@@ -525,8 +534,6 @@ def _tiny_train_cmd(tfrecord_dir, runs, num_steps):
 
 
 def test_train_killed_during_a_checkpoint_write_resumes(tmp_path, tiny_tfrecord_dir):
-    import time
-
     import tensorflow as tf
 
     runs = tmp_path / "runs"

@@ -522,7 +522,8 @@ def _train_loop(run: _FoldRun) -> None:
                 _log_progress(run)
             if step == config.num_steps and config.bn_recompute_batches:
                 # Before the final checkpoint, so every saved ckpt-<num_steps> has them.
-                with cli.deferred_interrupts():
+                with cli.deferred_interrupts(
+                        doing="the BatchNorm statistics are being recomputed"):
                     precise_bn.recompute_statistics(run.strategy, run.model, run.iterator,
                                                     config.bn_recompute_batches)
             if step % config.save_checkpoints_steps == 0:

@@ -80,6 +80,31 @@ def test_evaluation_writes_per_image_and_mean_iou(tiny_tfrecord_dir, model_dir):
                                    [ious[1], ious[2], ious[3]], atol=1e-6)
 
 
+@pytest.mark.parametrize("keep", [False, True])
+def test_evaluation_decides_after_the_post_processing_but_scores_the_model_s_loss(keep):
+    import tensorflow as tf
+    import tiny_models
+
+    from sercseg_tf import labels
+    from sercseg_tf.model import inference
+    from sercseg_tf.training import evaluator
+    from sercseg_tf.training.losses import masked_cross_entropy_sums
+
+    model = tiny_models.local_contrast_model()
+    frame, big, small = tiny_models.two_cells()
+    truth = np.where(big, labels.OOCYTE, labels.BACKGROUND).astype(np.uint8)
+    config = ExperimentConfig().replace(output_stride=16, image_scale=1.0,
+                                        keep_largest_oocyte=keep)
+    pred, ce, count = evaluator.make_predict_step(model, config)(
+        tf.constant(frame[None]), tf.constant(truth[None, ..., None]))
+    np.testing.assert_array_equal(pred.numpy()[0] == labels.OOCYTE, big if keep else big | small)
+    logits = inference.predict_logits(model, frame[None], 1.0, 16)
+    expected_ce, expected_count = masked_cross_entropy_sums(tf.constant(truth[None], tf.int32),
+                                                            logits)
+    assert float(ce) == pytest.approx(float(expected_ce), rel=1e-6)
+    assert int(count) == int(expected_count) == truth.size
+
+
 def test_evaluation_without_checkpoint_is_a_clear_error(tiny_tfrecord_dir, tmp_path):
     from sercseg_tf import evaluate
 

@@ -233,27 +233,20 @@ def test_load_serving_fn_missing_dir_is_an_error(tmp_path):
         load_serving_fn(tmp_path / "nothing")
 
 
+
 def test_exported_model_keeps_only_the_largest_oocyte_when_asked(tmp_path):
-    """A 1x1 model that calls every bright pixel oocyte: two bright discs, one kept."""
+    import tiny_models
+
     from sercseg_tf import labels
 
-    brightness = keras.layers.Conv2D(NUM_CLASSES, 1)
-    model = keras.Sequential([keras.Input((None, None, 3)), brightness])
-    kernel = np.zeros((1, 1, 3, NUM_CLASSES), np.float32)
-    bias = np.full(NUM_CLASSES, -100.0, np.float32)
-    kernel[..., labels.OOCYTE] = 0.05  # preprocessed: bright > 0 > dark
-    bias[[labels.BACKGROUND, labels.OOCYTE]] = 0.0
-    brightness.set_weights([kernel, bias])
-    yy, xx = np.mgrid[:65, :97]
-    big = (yy - 30) ** 2 + (xx - 30) ** 2 <= 20**2
-    small = (yy - 30) ** 2 + (xx - 80) ** 2 <= 6**2
-    frame = np.where((big | small)[..., None], 255, 0).astype(np.uint8)[None]
-    raw = np.argmax(predict_logits(model, frame, output_stride=OUTPUT_STRIDE).numpy(), -1)[0]
-    np.testing.assert_array_equal(raw == labels.OOCYTE, big | small)
+    model = tiny_models.local_contrast_model()
+    frame, big, small = tiny_models.two_cells()
+    raw = np.argmax(predict_logits(model, frame[None], output_stride=OUTPUT_STRIDE).numpy(), -1)
+    np.testing.assert_array_equal(raw[0] == labels.OOCYTE, big | small)
     for keep, expected in ((False, big | small), (True, big)):
         export_dir = tmp_path / f"keep_{keep}"
         export_saved_model(model, export_dir, 1.0, OUTPUT_STRIDE, keep_largest_oocyte=keep)
-        out = load_serving_fn(export_dir)(frame)
+        out = load_serving_fn(export_dir)(frame[None])
         np.testing.assert_array_equal(out[SERVING_PRED].numpy()[0] == labels.OOCYTE, expected)
         oocyte_probs = out[SERVING_PROBS].numpy()[0, ..., labels.OOCYTE]
         assert (oocyte_probs[small] == 0.0).all() == keep

@@ -99,3 +99,24 @@ def test_scale_policy_reads_the_card(exports):
     assert policy.warning((h, w)) is None and policy.warning((h + 10, w + 13)) is None
     assert "aspect ratio" in policy.warning((h, 2 * w))
     assert ScalePolicy.from_card(None).input_scale((5 * h, 5 * w)) == 1.0
+
+
+def test_a_rescaled_frame_keeps_the_exported_post_processing(tmp_path):
+    """The 2x path argmaxes the SavedModel's probabilities: stray oocyte stays removed."""
+    frame, big, small = tiny_models.two_cells()
+    image = tmp_path / "x2.png"
+    Image.fromarray(cv2.resize(frame, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+                    ).save(image)
+    small_x2 = cv2.resize(small.astype(np.uint8), None, fx=2, fy=2,
+                          interpolation=cv2.INTER_NEAREST).astype(bool)
+    big_x2 = cv2.resize(big.astype(np.uint8), None, fx=2, fy=2,
+                        interpolation=cv2.INTER_NEAREST).astype(bool)
+    for keep in (False, True):
+        export = tiny_models.export_tiny(tmp_path / f"export_{keep}", frame_hw=frame.shape[:2],
+                                         keep_largest_oocyte=keep)
+        pred, _ = _labels(export, image, tmp_path / f"out_{keep}")
+        info = json.loads((tmp_path / f"out_{keep}" / "x2" / "run_info.json").read_text())
+        assert info["input_scale"] == pytest.approx(2.0)
+        oocyte = pred == labels.OOCYTE
+        assert (oocyte[small_x2].mean() == 0.0) == keep
+        assert oocyte[big_x2].mean() > 0.95

@@ -54,8 +54,23 @@ def scene(hw: tuple[int, int] = SCENE_HW) -> np.ndarray:
     return np.repeat(img.astype(np.uint8)[..., None], 3, axis=2)
 
 
+def two_cells(hw: tuple[int, int] = (65, 97)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(frame, big, small)``: grey 60 with two oocyte discs of 180, radius 20 and 6.
+
+    The model labels both discs oocyte (two regions) and nothing else; ``big`` and
+    ``small`` are their masks.
+    """
+    h, w = hw
+    yy, xx = np.mgrid[:h, :w]
+    big = (yy - h // 2) ** 2 + (xx - w * 0.3) ** 2 <= 20 ** 2
+    small = (yy - h // 2) ** 2 + (xx - w * 0.82) ** 2 <= 6 ** 2
+    img = np.where(big | small, 180, 60).astype(np.uint8)
+    return np.repeat(img[..., None], 3, axis=2), big, small
+
+
 def export_tiny(export_dir: pathlib.Path, frame_hw: tuple[int, int] | None = SCENE_HW,
-                min_scale: float = 0.75, max_scale: float = 1.25) -> pathlib.Path:
+                min_scale: float = 0.75, max_scale: float = 1.25,
+                keep_largest_oocyte: bool = False) -> pathlib.Path:
     """Exports the model with a model card saying it learned frames of ``frame_hw``."""
     from sercseg_tf import model_card
     from sercseg_tf.config import ExperimentConfig
@@ -67,4 +82,5 @@ def export_tiny(export_dir: pathlib.Path, frame_hw: tuple[int, int] | None = SCE
               "data_source": model_card.SYNTHETIC}
     card = model_card.build_card(config.to_dict(), record, fold=1)
     return inference.export_saved_model(local_contrast_model(), export_dir, image_scale=1.0,
-                                        output_stride=16, model_card=card)
+                                        output_stride=16, model_card=card,
+                                        keep_largest_oocyte=keep_largest_oocyte)

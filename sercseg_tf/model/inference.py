@@ -39,7 +39,7 @@ from sercseg_tf import atomic_io
 from sercseg_tf import model_card as model_card_lib
 from sercseg_tf.fault_points import fault_point
 from sercseg_tf.formats import SERVING_INPUT, SERVING_PRED, SERVING_PROBS, SERVING_SIGNATURE
-from sercseg_tf.model.postprocess import keep_largest_oocyte as keep_largest_oocyte_fn
+from sercseg_tf.model import postprocess
 from sercseg_tf.model.preprocessing import preprocess_images
 from sercseg_tf.model.resnet import check_output_stride
 
@@ -237,7 +237,7 @@ def _serving_module(model: keras.Model, image_scale: float, output_stride: int,
         logits = predict_logits(model, images, image_scale, output_stride, add_flipped_images,
                                 eval_scales)
         if keep_largest_oocyte:
-            logits = keep_largest_oocyte_fn(logits)
+            logits = postprocess.keep_largest_oocyte(logits)
         return {
             SERVING_PRED: tf.argmax(logits, axis=-1, output_type=tf.int32),
             SERVING_PROBS: tf.nn.softmax(logits, axis=-1),

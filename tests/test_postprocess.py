@@ -1,4 +1,4 @@
-"""Tests of the largest-oocyte post-processing against scipy's labelling and drawn shapes."""
+"""Tests of the post-processing (one cell, needle hysteresis) against scipy and drawn shapes."""
 
 from __future__ import annotations
 
@@ -105,3 +105,97 @@ def test_frames_of_a_batch_are_decided_each_on_their_own():
     np.testing.assert_array_equal(out[0], np.where(_disc(shape, 10, 55, 4), 0, big))
     np.testing.assert_array_equal(out[1], small)
     np.testing.assert_array_equal(out[2], none)
+
+
+# --- The needle by hysteresis -------------------------------------------------------------
+
+def _grow_reference(logits: np.ndarray, weight: float) -> np.ndarray:
+    """The module's hysteresis rule in NumPy, components by `scipy.ndimage.label`."""
+    block = postprocess.BLOCK
+    shifted = logits.copy()
+    shifted[..., labels.NEEDLE] += np.float32(np.log(weight))
+    out = logits.copy()
+    for b in range(logits.shape[0]):
+        strong = logits[b].argmax(-1) == labels.NEEDLE
+        weak = (shifted[b].argmax(-1) == labels.NEEDLE) | strong
+        h, w = strong.shape
+        th, tw = -(-h // block), -(-w // block)
+
+        def tiles(m, th=th, tw=tw, h=h, w=w):
+            return np.pad(m, ((0, th * block - h), (0, tw * block - w))).reshape(
+                th, block, tw, block).any(axis=(1, 3))
+
+        comp, _ = ndimage.label(tiles(weak), EIGHT)
+        joined_tiles = np.isin(comp, comp[tiles(strong)]) & (comp > 0)
+        joined = np.kron(joined_tiles, np.ones((block, block), bool))[:h, :w]
+        grown = weak & joined & ~strong
+        out[b][grown] = shifted[b][grown]
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_grow_needle_matches_a_scipy_reference_on_random_fields(seed):
+    rng = np.random.default_rng(seed)
+    batch, h, w = rng.integers(1, 3), rng.integers(20, 90), rng.integers(20, 90)
+    noise = rng.normal(size=(batch, h, w, labels.NUM_CLASSES))
+    logits = ndimage.gaussian_filter(noise, (0, 3, 3, 0)) * 12
+    logits[..., labels.NEEDLE] -= 2.0  # the needle rarer than the other classes
+    logits = logits.astype(np.float32)
+    weight = float(rng.uniform(2, 8))
+    out = postprocess.grow_needle(logits, weight).numpy()
+    np.testing.assert_array_equal(out, _grow_reference(logits, weight))
+    # Not trivial: some pixels grow, and some weak pixels stay out (not joined).
+    before, after = logits.argmax(-1), out.argmax(-1)
+    shifted = logits.copy()
+    shifted[..., labels.NEEDLE] += np.log(weight)
+    weak = shifted.argmax(-1) == labels.NEEDLE
+    assert ((after == labels.NEEDLE) & (before != labels.NEEDLE)).any()
+    assert (weak & (after != labels.NEEDLE)).any()
+
+
+def _faint_needle(shape=(48, 96)):
+    """Logits of a needle found at the frame edge and faint (p_needle = p_best / 3) after it.
+
+    Returns ``(logits, strong, faint, lone)``: the found part, its faint continuation
+    and a faint patch far from both.
+    """
+    lab = np.zeros(shape, np.int32)
+    lab[_disc(shape, 24, 35, 22)] = labels.OOCYTE
+    logits = _logits(lab)
+    strong = np.zeros(shape, bool)
+    strong[22:26, 64:] = True  # enters at the right edge
+    faint = np.zeros(shape, bool)
+    faint[22:26, 30:64] = True  # goes on into the cell
+    lone = _disc(shape, 8, 30, 3)  # far from the needle, inside the cell
+    logits[strong, labels.NEEDLE] = 10.0
+    for m in (faint, lone):
+        logits[m, labels.NEEDLE] = logits[m].max(-1) - np.float32(np.log(3.0))
+    return logits, strong, faint, lone
+
+
+@pytest.mark.parametrize("weight, grows", [(1.0, False), (2.0, False), (4.0, True)])
+def test_the_faint_needle_joined_to_the_found_one_grows_when_weight_times_p_wins(weight, grows):
+    logits, strong, faint, lone = _faint_needle()
+    out = postprocess.grow_needle(logits[None], weight).numpy()[0]
+    expected = strong | faint if grows else strong
+    np.testing.assert_array_equal(out.argmax(-1) == labels.NEEDLE, expected)
+    assert (out.argmax(-1)[lone] == labels.OOCYTE).all()  # never far from the needle
+    # Only the grown pixels change, and only their needle logit, by log(weight).
+    changed = np.any(out != logits, axis=-1)
+    np.testing.assert_array_equal(changed, faint if grows else np.zeros_like(faint))
+    if grows:
+        np.testing.assert_allclose(out[faint, labels.NEEDLE] - logits[faint, labels.NEEDLE],
+                                   np.log(weight), rtol=1e-6)
+
+
+def test_postprocess_logits_keeps_the_largest_cell_then_grows_the_needle():
+    logits, strong, faint, _ = _faint_needle()
+    stray = _disc(logits.shape[:2], 40, 85, 4)
+    logits[stray] = _logits(np.full(logits.shape[:2], labels.OOCYTE))[stray]
+    both = postprocess.postprocess_logits(logits[None], True, 4.0)
+    expected = postprocess.grow_needle(postprocess.keep_largest_oocyte(logits[None]), 4.0)
+    np.testing.assert_array_equal(both.numpy(), expected.numpy())
+    out = both.numpy()[0].argmax(-1)
+    assert (out[stray] == labels.BACKGROUND).all() and (out[faint] == labels.NEEDLE).all()
+    np.testing.assert_array_equal(postprocess.postprocess_logits(logits[None], False, 1.0),
+                                  logits[None])

@@ -164,6 +164,11 @@ class ExperimentConfig:
         "and sERC regions become background or needle (nnU-Net's largest-component "
         "post-processing; `sercseg_tf.model.postprocess`). In evaluation and the SavedModel."
     )
+    needle_hysteresis_weight: float = _field(
+        1.0, "Grow the predicted needle into pixels joined to it where the needle, its "
+        "probability multiplied by this factor, would win (hysteresis with a prior shift; "
+        "`sercseg_tf.model.postprocess`). 1 = off. In evaluation and the SavedModel."
+    )
     # Bookkeeping.
     log_every_steps: int = _field(50, "Log progress and write train summaries every N steps.")
     save_checkpoints_steps: int = _field(1000, "Save a checkpoint every N steps (and at the end).")
@@ -294,6 +299,8 @@ def _validate(cfg: ExperimentConfig, source: str) -> None:
         raise bad("loss_top_k_percent", "must be in (0, 1]")
     if not (math.isfinite(cfg.loss_needle_weight) and cfg.loss_needle_weight > 0):
         raise bad("loss_needle_weight", "must be a positive number")
+    if not (math.isfinite(cfg.needle_hysteresis_weight) and cfg.needle_hysteresis_weight >= 1):
+        raise bad("needle_hysteresis_weight", "must be a number >= 1 (1 = off)")
     if not (math.isfinite(cfg.loss_dice_weight) and cfg.loss_dice_weight >= 0):
         raise bad("loss_dice_weight", "must be a number >= 0")
     if cfg.optimizer not in ("adam", "sgd"):

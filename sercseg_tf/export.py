@@ -5,7 +5,8 @@ Restores the latest checkpoint of ``MODEL_DIR/fold_05`` and writes
 takes ``images: uint8[B,H,W,3]`` of any size and returns ``semantic_pred: int32[B,H,W]``
 and ``semantic_probs: float32[B,H,W,4]`` (preprocessing, ``image_scale``, padding and the
 test-time flip and scales, ``add_flipped_images`` and ``eval_scales``, and the
-``keep_largest_oocyte`` post-processing are inside the graph). The export is written
+post-processing, ``keep_largest_oocyte`` and ``needle_hysteresis_weight``, are inside
+the graph). The export is written
 into a hidden sibling and swapped in when complete (`sercseg_tf.atomic_io.atomic_dir`):
 a failed or killed export leaves the previous one intact. An existing export (an
 earlier run) is an error unless ``--overwrite``.
@@ -120,7 +121,8 @@ def run_export(config: ExperimentConfig, model_dir: str | os.PathLike, fold: int
                                  output_stride=config.output_stride, model_card=card,
                                  add_flipped_images=config.add_flipped_images,
                                  eval_scales=config.eval_scale_factors,
-                                 keep_largest_oocyte=config.keep_largest_oocyte)
+                                 keep_largest_oocyte=config.keep_largest_oocyte,
+                                 needle_hysteresis_weight=config.needle_hysteresis_weight)
     return export_dir
 
 

@@ -56,6 +56,8 @@ def test_unknown_key_names_file_and_key(tmp_path):
     ("crop_height: [1, 2]\n", "crop_height"),
     ("optimizer: rmsprop\n", "optimizer"),
     ("loss_needle_weight: 0\n", "loss_needle_weight"),
+    ("needle_hysteresis_weight: 0.5\n", "needle_hysteresis_weight"),
+    ("needle_hysteresis_weight: .nan\n", "needle_hysteresis_weight"),
     ("eval_scales: 0.75,x\n", "eval_scales"),
     ("eval_scales: 1.0,0\n", "eval_scales"),
     ("eval_scales: 1,1.0\n", "eval_scales"),

@@ -12,11 +12,12 @@ from sercseg_tf import formats, layout
 from sercseg_tf.config import ExperimentConfig
 
 FOLD = 2  # tiny_tfrecord_dir holds cases 1..3; case 2 has 2 frames of 480x640
-# With the test-time flip, two test-time scales and the largest-oocyte post-processing
-# on, so evaluate and export must pass them to inference.
+# With the test-time flip, two test-time scales and both post-processing rules on, so
+# evaluate and export must pass them to inference.
 CONFIG = ExperimentConfig().replace(
     output_stride=32, image_scale=0.125, init_checkpoint="none", batch_size=2,
-    add_flipped_images=True, eval_scales="0.75,1.0", keep_largest_oocyte=True)
+    add_flipped_images=True, eval_scales="0.75,1.0", keep_largest_oocyte=True,
+    needle_hysteresis_weight=1.6)
 SCALES = (0.75, 1.0)
 
 
@@ -74,7 +75,8 @@ def test_evaluation_writes_per_image_and_mean_iou(tiny_tfrecord_dir, model_dir):
                                           CONFIG.output_stride, add_flipped_images=True,
                                           eval_scales=SCALES)
         assert logits.shape[1:3] == (480, 640)
-        pred = np.argmax(postprocess.keep_largest_oocyte(logits).numpy()[0], -1)
+        logits = postprocess.postprocess_logits(logits, True, CONFIG.needle_hysteresis_weight)
+        pred = np.argmax(logits.numpy()[0], -1)
         ious = metrics.per_class_iou(pred, sample["label"].numpy()[0, ..., 0])
         np.testing.assert_allclose([row.oocyte, row.serc, row.needle],
                                    [ious[1], ious[2], ious[3]], atol=1e-6)
@@ -103,6 +105,25 @@ def test_evaluation_decides_after_the_post_processing_but_scores_the_model_s_los
                                                             logits)
     assert float(ce) == pytest.approx(float(expected_ce), rel=1e-6)
     assert int(count) == int(expected_count) == truth.size
+
+
+@pytest.mark.parametrize("weight", [1.0, 4.0])
+def test_evaluation_grows_the_needle_when_the_config_says_so(weight):
+    import tensorflow as tf
+    import tiny_models
+
+    from sercseg_tf import labels
+    from sercseg_tf.training import evaluator
+
+    model = tiny_models.local_contrast_model()
+    frame, found, faint = tiny_models.faint_needle()
+    truth = np.where(found | faint, labels.NEEDLE, labels.BACKGROUND).astype(np.uint8)
+    config = ExperimentConfig().replace(output_stride=16, image_scale=1.0,
+                                        needle_hysteresis_weight=weight)
+    pred, _, _ = evaluator.make_predict_step(model, config)(
+        tf.constant(frame[None]), tf.constant(truth[None, ..., None]))
+    np.testing.assert_array_equal(pred.numpy()[0] == labels.NEEDLE,
+                                  found | faint if weight > 1 else found)
 
 
 def test_evaluation_without_checkpoint_is_a_clear_error(tiny_tfrecord_dir, tmp_path):
@@ -155,15 +176,17 @@ def test_exported_model_matches_the_restored_checkpoint(tiny_tfrecord_dir, model
     out = serve(frames)
     raw = inference.predict_logits(model, frames, CONFIG.image_scale, CONFIG.output_stride,
                                    add_flipped_images=True, eval_scales=SCALES)
-    logits = postprocess.keep_largest_oocyte(raw)
+    logits = postprocess.postprocess_logits(raw, True, CONFIG.needle_hysteresis_weight)
     probs = _softmax(logits.numpy())
     one_pass = inference.predict_logits(model, frames, CONFIG.image_scale, CONFIG.output_stride)
     one_scale = inference.predict_logits(model, frames, CONFIG.image_scale,
                                          CONFIG.output_stride, add_flipped_images=True)
-    # The flip and the scales are in the graph (the post-processing is checked on a model
-    # that paints stray oocyte patches: test_inference).
+    # The flip, the scales and the needle's growth are in the graph (the largest-cell rule
+    # is checked on a model that paints stray oocyte patches: test_inference).
     assert np.abs(_softmax(one_pass.numpy()) - probs).max() > 1e-2
     assert np.abs(_softmax(one_scale.numpy()) - probs).max() > 1e-2
+    not_grown = postprocess.postprocess_logits(raw, True, 1.0)
+    assert np.abs(_softmax(not_grown.numpy()) - probs).max() > 1e-2
     # The SavedModel's graph is optimised (grappler/oneDNN fuse each Conv2D with its fused
     # BatchNorm), which changes float32 rounding: nearly every probability agrees to 1e-5,
     # the few that do not stay within 1e-3.

@@ -250,3 +250,22 @@ def test_exported_model_keeps_only_the_largest_oocyte_when_asked(tmp_path):
         np.testing.assert_array_equal(out[SERVING_PRED].numpy()[0] == labels.OOCYTE, expected)
         oocyte_probs = out[SERVING_PROBS].numpy()[0, ..., labels.OOCYTE]
         assert (oocyte_probs[small] == 0.0).all() == keep
+
+
+def test_exported_model_grows_the_needle_by_hysteresis_when_asked(tmp_path):
+    import tiny_models
+
+    from sercseg_tf import labels
+
+    model = tiny_models.local_contrast_model()
+    frame, found, faint = tiny_models.faint_needle()
+    for weight, expected in ((1.0, found), (1.5, found), (4.0, found | faint)):
+        export_dir = tmp_path / f"weight_{weight}"
+        export_saved_model(model, export_dir, 1.0, OUTPUT_STRIDE,
+                           needle_hysteresis_weight=weight)
+        out = load_serving_fn(export_dir)(frame[None])
+        np.testing.assert_array_equal(out[SERVING_PRED].numpy()[0] == labels.NEEDLE, expected)
+        needle_probs = out[SERVING_PROBS].numpy()[0, ..., labels.NEEDLE]
+        # the grown pixels carry the shifted distribution: 4 * 0.55 / (4 * 0.55 + 1)
+        assert needle_probs[faint].min() > (0.5 if weight == 4.0 else 0.0)
+        assert needle_probs[faint].max() < (0.7 if weight == 4.0 else 0.5)

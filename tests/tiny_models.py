@@ -68,6 +68,25 @@ def two_cells(hw: tuple[int, int] = (65, 97)) -> tuple[np.ndarray, np.ndarray, n
     return np.repeat(img[..., None], 3, axis=2), big, small
 
 
+def faint_needle(hw: tuple[int, int] = (65, 97)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(frame, found, faint)``: grey 60, a needle bar of 15 from the right edge, 33 after it.
+
+    The model labels the dark part needle and the rest background; on the faint part
+    and on a faint blob of 33 far from the bar, p(needle) / p(background) = exp(-0.6)
+    (= 0.55), so a needle prior factor of 4 makes the needle win there, 1.5 does not.
+    ``found`` and ``faint`` are the masks of the bar's two parts.
+    """
+    h, w = hw
+    img = np.full((h, w), 60, np.uint8)
+    found = np.zeros((h, w), bool)
+    found[30:34, 70:] = True
+    faint = np.zeros((h, w), bool)
+    faint[30:34, 30:70] = True
+    img[found], img[faint] = 15, 33
+    img[6:12, 10:20] = 33  # the blob: far from the bar, never grown
+    return np.repeat(img[..., None], 3, axis=2), found, faint
+
+
 def export_tiny(export_dir: pathlib.Path, frame_hw: tuple[int, int] | None = SCENE_HW,
                 min_scale: float = 0.75, max_scale: float = 1.25,
                 keep_largest_oocyte: bool = False) -> pathlib.Path:

@@ -219,7 +219,7 @@ def predict_logits(
 
 def _serving_module(model: keras.Model, image_scale: float, output_stride: int,
                     add_flipped_images: bool, eval_scales: tuple[float, ...],
-                    keep_largest_oocyte: bool) -> tf.Module:
+                    keep_largest_oocyte: bool, needle_hysteresis_weight: float) -> tf.Module:
     """tf.Module with the ``serve`` tf.function and the model's variables, nothing more.
 
     The Keras model itself is not an attribute: saved along, its layers' own functions
@@ -236,8 +236,8 @@ def _serving_module(model: keras.Model, image_scale: float, output_stride: int,
         """``images: uint8[B,H,W,3]`` -> ``{semantic_pred: int32[B,H,W], semantic_probs}``."""
         logits = predict_logits(model, images, image_scale, output_stride, add_flipped_images,
                                 eval_scales)
-        if keep_largest_oocyte:
-            logits = postprocess.keep_largest_oocyte(logits)
+        logits = postprocess.postprocess_logits(logits, keep_largest_oocyte,
+                                                needle_hysteresis_weight)
         return {
             SERVING_PRED: tf.argmax(logits, axis=-1, output_type=tf.int32),
             SERVING_PROBS: tf.nn.softmax(logits, axis=-1),
@@ -256,6 +256,7 @@ def export_saved_model(
     add_flipped_images: bool = False,
     eval_scales: Sequence[float] = (1.0,),
     keep_largest_oocyte: bool = False,
+    needle_hysteresis_weight: float = 1.0,
 ) -> Path:
     """Writes a TF SavedModel whose ``serving_default`` segments uint8 frames of any size.
 
@@ -279,6 +280,8 @@ def export_saved_model(
         ``image_scale`` (`predict_logits`).
       keep_largest_oocyte: the graph keeps only each frame's largest oocyte region
         (`sercseg_tf.model.postprocess`), in ``semantic_pred`` and ``semantic_probs``.
+      needle_hysteresis_weight: the graph grows each frame's needle by hysteresis with
+        this prior factor (`sercseg_tf.model.postprocess.grow_needle`; 1 = off).
 
     Returns:
       ``export_dir`` as a Path.
@@ -287,7 +290,7 @@ def export_saved_model(
     export_dir = Path(export_dir)
     module = _serving_module(model, float(image_scale), int(output_stride),
                              bool(add_flipped_images), tuple(float(s) for s in eval_scales),
-                             bool(keep_largest_oocyte))
+                             bool(keep_largest_oocyte), float(needle_hysteresis_weight))
     # The gradients of the faster layers' custom-gradient ops are not saved (inference
     # only; saving them tripled the save time), so a loaded graph differentiates the
     # forward ops themselves: the same maths.

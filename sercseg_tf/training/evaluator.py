@@ -2,8 +2,8 @@
 
 Frames are read straight from the case's TFRecord shards at full resolution (uint8),
 predicted with `inference.predict_logits` (which applies ``image_scale``, pads to
-OS·k+1 and resizes the logits back to the frame; `postprocess.keep_largest_oocyte`
-after it where the config turns it on), and scored per image with
+OS·k+1 and resizes the logits back to the frame; `postprocess.postprocess_logits`
+after it, with the rules the config turns on), and scored per image with
 `metrics.per_class_iou`, exactly as the paper's Table 2: IoU per class per image, a class
 absent from both masks left out (NaN), then averaged per class over the case's frames.
 """
@@ -45,9 +45,10 @@ def heldout_dataset(tfrecord_dir: str | os.PathLike, case_id: int,
 def make_predict_step(model, config: ExperimentConfig):
     """Returns a tf.function ``(images uint8 [1,H,W,3], labels [1,H,W,1]) -> (pred, ce, n)``.
 
-    ``pred`` int32 [1,H,W] argmax class (after ``keep_largest_oocyte`` where the config
-    turns it on); ``ce`` the summed softmax cross-entropy of the model's own logits over
-    non-ignore pixels and ``n`` their count (held-out loss = sum ce / sum n).
+    ``pred`` int32 [1,H,W] argmax class (after the post-processing the config turns on:
+    ``keep_largest_oocyte``, ``needle_hysteresis_weight``); ``ce`` the summed softmax
+    cross-entropy of the model's own logits over non-ignore pixels and ``n`` their count
+    (held-out loss = sum ce / sum n).
     """
     from sercseg_tf.model import inference, postprocess
     from sercseg_tf.training.losses import masked_cross_entropy_sums
@@ -60,8 +61,9 @@ def make_predict_step(model, config: ExperimentConfig):
                                           eval_scales=config.eval_scale_factors)
         label = tf.cast(label[..., 0], tf.int32)
         ce, count = masked_cross_entropy_sums(label, logits)
-        if config.keep_largest_oocyte:  # the class decision only; the loss is the model's
-            logits = postprocess.keep_largest_oocyte(logits)
+        # The class decision only; the loss is the model's own.
+        logits = postprocess.postprocess_logits(logits, config.keep_largest_oocyte,
+                                                config.needle_hysteresis_weight)
         return tf.argmax(logits, axis=-1, output_type=tf.int32), ce, count
 
     return step
@@ -94,7 +96,7 @@ def evaluate_heldout(model, config: ExperimentConfig, dataset: tf.data.Dataset,
     Args:
       model: the Keras model (inference mode is used).
       config: gives image_scale, output_stride, add_flipped_images, eval_scales and
-        keep_largest_oocyte.
+        the post-processing (keep_largest_oocyte, needle_hysteresis_weight).
       dataset: from `heldout_dataset`.
       num_panels: how many ``[input | gt | pred]`` overlay panels to keep.
       predict_step: a step from `make_predict_step` to reuse (avoids retracing).

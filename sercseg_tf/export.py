@@ -6,10 +6,9 @@ takes ``images: uint8[B,H,W,3]`` of any size and returns ``semantic_pred: int32[
 and ``semantic_probs: float32[B,H,W,4]`` (preprocessing, ``image_scale``, padding and the
 test-time flip and scales, ``add_flipped_images`` and ``eval_scales``, and the
 post-processing, ``keep_largest_oocyte`` and ``needle_hysteresis_weight``, are inside
-the graph). The export is written
-into a hidden sibling and swapped in when complete (`sercseg_tf.atomic_io.atomic_dir`):
-a failed or killed export leaves the previous one intact. An existing export (an
-earlier run) is an error unless ``--overwrite``.
+the graph). The export is written into a hidden sibling and swapped in when complete
+(`sercseg_tf.atomic_io.atomic_dir`): a failed or killed export leaves the previous one
+intact. An existing export (an earlier run) is an error unless ``--overwrite``.
 
 The export carries a model card, ``export/assets/model_card.json`` (`sercseg_tf.model_card`):
 classes and colours, the config, the training frame size and scales, the fold (0 = every

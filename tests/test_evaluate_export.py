@@ -13,7 +13,9 @@ from sercseg_tf.config import ExperimentConfig
 
 FOLD = 2  # tiny_tfrecord_dir holds cases 1..3; case 2 has 2 frames of 480x640
 # With the test-time flip, two test-time scales and both post-processing rules on, so
-# evaluate and export must pass them to inference.
+# evaluate and export must pass them to inference. (The random model's class
+# probabilities are close together: a needle factor much above 1.6 grows its needle
+# over the whole frame.)
 CONFIG = ExperimentConfig().replace(
     output_stride=32, image_scale=0.125, init_checkpoint="none", batch_size=2,
     add_flipped_images=True, eval_scales="0.75,1.0", keep_largest_oocyte=True,

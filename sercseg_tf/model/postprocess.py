@@ -110,9 +110,7 @@ def keep_largest_oocyte(logits: tf.Tensor) -> tf.Tensor:
     counts = _tiles(cell)
     ids = component_ids(counts > 0)
     tiles = tf.shape(ids)[1] * tf.shape(ids)[2]
-    sizes = tf.math.unsorted_segment_sum(tf.reshape(counts, [-1]),
-                                         tf.reshape(tf.cast(ids, tf.int32), [-1]),
-                                         batch * tiles + 1)
+    sizes = _per_component(tf.math.unsorted_segment_sum, counts, ids)
     best = tf.argmax(tf.reshape(sizes[1:], [batch, tiles]), axis=1, output_type=tf.int32)
     best_id = tf.cast(best + 1 + tf.range(batch) * tiles, tf.float32)
     keep = tf.equal(ids, best_id[:, None, None])
@@ -143,19 +141,24 @@ def grow_needle(logits: tf.Tensor, weight: float) -> tf.Tensor:
                                                                 dtype=logits.dtype)
     shifted = logits + shift
     strong = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels.NEEDLE)
+    # Raising the needle logit keeps every strong pixel's argmax: weak ⊇ strong.
     weak = tf.equal(tf.argmax(shifted, axis=-1, output_type=tf.int32), labels.NEEDLE)
-    weak = tf.logical_or(weak, strong)
-    shape = tf.shape(strong)
-    batch, height, width = shape[0], shape[1], shape[2]
-    weak_tiles, strong_tiles = _tiles(weak), _tiles(strong)
-    ids = tf.cast(component_ids(weak_tiles > 0), tf.int32)
-    tiles = tf.shape(ids)[1] * tf.shape(ids)[2]
-    touches = tf.math.unsorted_segment_max(tf.reshape(strong_tiles, [-1]), tf.reshape(ids, [-1]),
-                                           batch * tiles + 1)
+    ids = tf.cast(component_ids(_tiles(weak) > 0), tf.int32)
+    touches = _per_component(tf.math.unsorted_segment_max, _tiles(strong), ids)
     joined = tf.logical_and(tf.gather(touches, ids) > 0, ids > 0)
-    joined = _pixels(joined, height, width)
+    joined = _pixels(joined, tf.shape(strong)[1], tf.shape(strong)[2])
     grown = tf.logical_and(tf.logical_and(weak, joined), tf.logical_not(strong))
     return tf.where(grown[..., None], shifted, logits)
+
+
+def _per_component(segment_reduce, tile_values: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
+    """``segment_reduce`` (a ``tf.math.unsorted_segment_*``) of tile values per component.
+
+    Index ``k`` of the result reduces the tiles whose id in ``ids`` (`component_ids`) is
+    ``k``; index 0 the tiles off the mask.
+    """
+    flat_ids = tf.reshape(tf.cast(ids, tf.int32), [-1])
+    return segment_reduce(tf.reshape(tile_values, [-1]), flat_ids, tf.size(flat_ids) + 1)
 
 
 def _tiles(mask: tf.Tensor) -> tf.Tensor:

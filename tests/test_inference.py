@@ -233,7 +233,6 @@ def test_load_serving_fn_missing_dir_is_an_error(tmp_path):
         load_serving_fn(tmp_path / "nothing")
 
 
-
 def test_exported_model_keeps_only_the_largest_oocyte_when_asked(tmp_path):
     import tiny_models
 

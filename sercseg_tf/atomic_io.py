@@ -288,6 +288,24 @@ def refuse_existing(paths: Sequence[str | os.PathLike], overwrite: bool) -> None
                                   "an interrupted replacement; pass --overwrite to replace it")
 
 
+def refuse_replacing(folder: str | os.PathLike, overwrite: bool,
+                     protected: Sequence[pathlib.Path], what: str, advice: str) -> None:
+    """`refuse_existing` for one folder, which is never replaced while it holds ``protected``.
+
+    ``protected`` are files under ``folder`` that people made (annotations, reviews): not
+    even ``--overwrite`` replaces them, since the new result would delete them.
+
+    Raises:
+      FileExistsError: one line naming the folder and the reason, e.g. ``F: holds 2
+        LabelMe file(s) (e.g. frame_0001.json); move them out first``.
+    """
+    refuse_existing([folder], overwrite)
+    if protected:
+        example = pathlib.Path(protected[0]).relative_to(folder)
+        raise FileExistsError(f"{folder}: holds {len(protected)} {what} (e.g. {example}); "
+                              f"{advice}")
+
+
 def check_writable(folder: str | os.PathLike) -> pathlib.Path:
     """Creates ``folder`` if needed and checks a file can be written there.
 

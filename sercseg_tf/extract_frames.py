@@ -73,24 +73,14 @@ def main(argv: Sequence[str]) -> int:
     return 1 if failed else 0
 
 
-def _check_replaceable(folder: pathlib.Path) -> None:
-    """Refuses an existing case folder without --overwrite, and one holding annotations.
-
-    Raises:
-      FileExistsError: one line naming the folder and the reason.
-    """
-    atomic_io.refuse_existing([folder], FLAGS.overwrite)
-    notes = sorted(folder.glob("*.json")) if folder.is_dir() else []
-    if notes:
-        raise FileExistsError(f"{folder}: holds {len(notes)} LabelMe file(s) (e.g. "
-                              f"{notes[0].name}); move them out before extracting again")
-
-
 def _extract_one(path: str, name: str) -> tuple[int, bool]:
     """Extracts one video; prints its line. Returns (frames written, counted as success)."""
     target = f"{FLAGS.output_dir}/{name}"
     try:
-        _check_replaceable(pathlib.Path(FLAGS.output_dir) / name)
+        folder = pathlib.Path(FLAGS.output_dir) / name
+        notes = sorted(folder.glob("*.json")) if folder.is_dir() else []
+        atomic_io.refuse_replacing(folder, FLAGS.overwrite, notes, "LabelMe file(s)",
+                                   "move them out before extracting again")
         written = video.extract_frames(path, FLAGS.output_dir, FLAGS.every_seconds, name=name,
                                        progress=FLAGS.progress, allow_truncated=not FLAGS.strict)
     except video.VideoTruncatedError as err:

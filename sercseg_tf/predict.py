@@ -283,13 +283,12 @@ def _check_replaceable(final: pathlib.Path, path: str, overwrite: bool) -> None:
     if not final.exists():
         return
     try:
-        atomic_io.refuse_existing([final], overwrite)
+        atomic_io.refuse_replacing(final, overwrite,
+                                   review.reviewed_files(final / paths.LABELME_SUBDIR),
+                                   "reviewed LabelMe file(s)",
+                                   "move them to your annotations first")
     except FileExistsError as e:
         raise InputError(f"{path}: {e}, or choose another --output_dir") from None
-    reviewed = review.reviewed_files(final / paths.LABELME_SUBDIR)
-    if reviewed:
-        raise InputError(f"{path}: {final} holds {len(reviewed)} reviewed LabelMe file(s) "
-                         f"(e.g. {reviewed[0]}); move them to your annotations first")
 
 
 def process_input(model: Model, path: str | os.PathLike, out_dir: pathlib.Path, name: str,

@@ -235,5 +235,6 @@ def test_overwrite_never_destroys_a_review(tiny_export, frames_dir, tmp_path, ca
     capsys.readouterr()
     assert predict.run([*args, "--overwrite"]) == 1
     err = capsys.readouterr().err
-    assert "reviewed LabelMe file" in err and str(reviewed) in err
+    assert f"{out / 'case07'}: holds 1 reviewed LabelMe file(s) (e.g. labelme/frame_0001.json)" \
+        in err
     assert json.loads(reviewed.read_text())["flags"] == {"predicted": False}

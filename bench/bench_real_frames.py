@@ -58,7 +58,7 @@ def _mask_to_labels(mask, values: dict[str, int]):
 
 
 def _grey_mask_frames(values: dict[str, int]):
-    """Yields ``(name, rgb, label map)`` of ``--images`` with their ``--masks``."""
+    """Yields ``(name, overlay stem, rgb, label map)`` of ``--images`` with their ``--masks``."""
     import cv2
 
     frames = sorted(p for p in Path(FLAGS.images).iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
@@ -68,11 +68,11 @@ def _grey_mask_frames(values: dict[str, int]):
         mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
         if rgb is None or mask is None:
             raise SystemExit(f"{path if rgb is None else mask_path}: not a readable image")
-        yield path.name, rgb[..., ::-1], _mask_to_labels(mask, values)
+        yield path.name, path.stem, rgb[..., ::-1], _mask_to_labels(mask, values)
 
 
 def _labelme_frames(root: str):
-    """Yields ``(case/file name, rgb, label map)`` of every LabelMe file under ``root``."""
+    """Yields ``(case/file name, overlay stem, rgb, labels)`` of each LabelMe file in ``root``."""
     from sercseg_tf.data import cases, labelme
 
     found, problems = cases.discover_cases(root)
@@ -85,7 +85,8 @@ def _labelme_frames(root: str):
             except labelme.LabelMeError as e:
                 raise SystemExit(str(e)) from None
             name = f"{case.folder.name}/{frame.json_path.stem}"
-            yield name, annotation.image, annotation.label.astype("int32")
+            yield (name, name.replace("/", "_"), annotation.image,
+                   annotation.label.astype("int32"))
 
 
 def main(argv: list[str]) -> None:
@@ -109,7 +110,7 @@ def main(argv: list[str]) -> None:
     rows = []
     source = (_labelme_frames(FLAGS.labelme_dir) if FLAGS.labelme_dir
               else _grey_mask_frames(values))
-    for name, rgb, gt in source:
+    for name, stem, rgb, gt in source:
         resized = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
         pred = np.asarray(serve(resized[None])["semantic_pred"])[0]
         pred = cv2.resize(pred.astype(np.uint8), gt.shape[::-1], interpolation=cv2.INTER_NEAREST)
@@ -121,8 +122,7 @@ def main(argv: list[str]) -> None:
             out = Path(FLAGS.overlay_dir)
             out.mkdir(parents=True, exist_ok=True)
             panel = visualize.overlay_panel(rgb, gt, pred)
-            cv2.imwrite(str(out / f"{name.replace('/', '_').rsplit('.', 1)[0]}.png"),
-                        panel[..., ::-1])
+            cv2.imwrite(str(out / f"{stem}.png"), panel[..., ::-1])
     table = pd.DataFrame(rows)
     print("mean " + "  ".join(f"{n} {table[n].mean():.3f} (n={table[n].notna().sum()})"
                               for n in names))

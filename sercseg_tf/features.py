@@ -375,6 +375,51 @@ def needle_tip(
     return (float(tip[0]), float(tip[1])), side
 
 
+def _checked_label_map(label_map: np.ndarray) -> np.ndarray:
+    """``label_map`` as a 2-D integer array (a trailing axis of size 1 squeezed).
+
+    Raises:
+        ValueError: if it is not 2-D (after squeezing) or not integer.
+    """
+    lab = np.asarray(label_map)
+    if lab.ndim == 3 and lab.shape[-1] == 1:
+        lab = lab[..., 0]
+    if lab.ndim != 2:
+        raise ValueError(f"label map must be 2-D, got shape {lab.shape}")
+    if not (np.issubdtype(lab.dtype, np.integer) or lab.dtype == bool):
+        raise ValueError(f"label map must have an integer dtype, got {lab.dtype}")
+    return lab
+
+
+def _serc_circularity(res: FeatureResult, serc: np.ndarray, perimeter_sigma: float) -> None:
+    """Sets f1 (eq. 1) and the per-cluster sERC contour sums on ``res``.
+
+    f1 = sum_k w_k 4 pi A_k / L_k^2 / sum_k w_k over the 8-connected clusters k, with
+    A_k and L_k the area and length of one sub-pixel contour
+    (`smoothed_contour_area_length`) and w_k the cluster's pixel count; clusters whose
+    contour has zero length are left out (f1 NaN with a reason if all are).
+    """
+    labels, count, sizes = _components(serc)
+    res.n_serc_clusters = count
+    total_area = total_length = 0.0
+    circ, weights = [], []
+    for k in np.argsort(-sizes[1:], kind="stable") + 1:
+        area, length = smoothed_contour_area_length(labels == k, perimeter_sigma)
+        total_area += area
+        total_length += length
+        circ.append(4.0 * math.pi * area / length**2 if length > 0 else math.nan)
+        weights.append(float(sizes[k]))
+    res.serc_circularities = tuple(circ)
+    res.S_s_contour = total_area
+    res.L_s = total_length
+    c, w = np.array(circ), np.array(weights)
+    ok = np.isfinite(c)
+    if ok.any():
+        res.f1 = float(np.sum(c[ok] * w[ok]) / np.sum(w[ok]))
+    else:
+        res.nan_reasons["f1"] = "sERC contour has zero length"
+
+
 def compute_features(
     label_map: np.ndarray,
     *,
@@ -408,13 +453,7 @@ def compute_features(
     Raises:
         ValueError: if ``label_map`` is not 2-D (after squeezing) or not integer.
     """
-    lab = np.asarray(label_map)
-    if lab.ndim == 3 and lab.shape[-1] == 1:
-        lab = lab[..., 0]
-    if lab.ndim != 2:
-        raise ValueError(f"label map must be 2-D, got shape {lab.shape}")
-    if not (np.issubdtype(lab.dtype, np.integer) or lab.dtype == bool):
-        raise ValueError(f"label map must have an integer dtype, got {lab.dtype}")
+    lab = _checked_label_map(label_map)
     res = FeatureResult()
     reasons = res.nan_reasons
 
@@ -432,25 +471,7 @@ def compute_features(
     serc = lab == SERC
     res.S_s = float(np.count_nonzero(serc))
     if res.S_s > 0:
-        labels, count, sizes = _components(serc)
-        res.n_serc_clusters = count
-        total_area = total_length = 0.0
-        circ, weights = [], []
-        for k in np.argsort(-sizes[1:], kind="stable") + 1:
-            area, length = smoothed_contour_area_length(labels == k, perimeter_sigma)
-            total_area += area
-            total_length += length
-            circ.append(4.0 * math.pi * area / length**2 if length > 0 else math.nan)
-            weights.append(float(sizes[k]))
-        res.serc_circularities = tuple(circ)
-        res.S_s_contour = total_area
-        res.L_s = total_length
-        c, w = np.array(circ), np.array(weights)
-        ok = np.isfinite(c)
-        if ok.any():
-            res.f1 = float(np.sum(c[ok] * w[ok]) / np.sum(w[ok]))
-        else:
-            reasons["f1"] = "sERC contour has zero length"
+        _serc_circularity(res, serc, perimeter_sigma)
     else:
         reasons["f1"] = reasons["f2"] = reasons["L_s"] = "no sERC pixels"
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import functools
 import json
 import os
 import pathlib
@@ -428,48 +429,21 @@ def build_tfrecords(
     if problems:
         raise TFRecordBuildError(problems, skippable=False)
 
-    # 1. Validate everything before writing anything (on the workers: decoding each
-    # image to check it is most of the time, and Pillow decodes without the GIL).
+    # 1. Validate everything before writing anything.
     workers = num_workers or os.cpu_count() or 1
-    all_frames = [(case, frame) for case in found for frame in case.frames]
-    checks = _ordered_map(
-        lambda item: labelme.validate_annotation(item[1].json_path, label_map,
-                                                 allow_predicted=allow_predicted),
-        all_frames, workers)
-    skipped: list[dict[str, Any]] = []
-    valid: dict[int, list[cases_lib.Frame]] = {}
     quiet = None if progress else True  # tqdm: None = on only when writing to a terminal
-    with tqdm(total=len(all_frames), desc="validate", unit="frame", disable=quiet) as bar:
-        for (case, frame), errors in zip(all_frames, checks, strict=True):
-            if errors:
-                problems.extend(errors)
-                skipped.append({"file": str(frame.json_path), "problems": list(errors)})
-            else:
-                valid.setdefault(case.case_id, []).append(frame)
-            bar.update()
-            bar.set_postfix(invalid=len(skipped))
+    valid, skipped = _validate_frames(found, label_map, allow_predicted, workers, quiet)
+    problems = [line for entry in skipped for line in entry["problems"]]
     if problems and not skip_invalid:
         raise TFRecordBuildError(problems)
     if not valid:
         raise TFRecordBuildError(problems + [f"{labelme_dir}: no valid annotated frame to write"],
                                  skippable=False)
 
-    def load(item: tuple[int, cases_lib.Frame]) -> tuple[bytes, np.ndarray, tuple[int, int]]:
-        case_id, frame = item
-        ann = labelme.load_annotation(frame.json_path, label_map)
-        source = pathlib.Path(ann.image_path or frame.json_path)
-        try:
-            filename = source.resolve().relative_to(labelme_dir.resolve()).as_posix()
-        except ValueError:
-            filename = source.name
-        label = np.asarray(ann.label, dtype=np.uint8)
-        serialized = encode_example(ann.image, label, filename, case_id, frame.frame_id)
-        counts = np.bincount(label.ravel(), minlength=256)
-        return serialized, counts, label.shape
-
     # 2. Write shards and manifest into a hidden sibling folder, swap it in at the end.
     items = [(cid, fr) for cid in sorted(valid) for fr in valid[cid]]
-    results = _ordered_map(load, items, workers)
+    results = _ordered_map(functools.partial(_load_example, label_map=label_map,
+                                             labelme_dir=labelme_dir), items, workers)
     try:
         with atomic_io.atomic_dir(output_dir) as tmp_dir:
             with tqdm(total=len(items), desc="write", unit="frame", disable=quiet) as bar:
@@ -491,6 +465,59 @@ def build_tfrecords(
     finally:
         results.close()  # stops the worker threads if writing failed
     return manifest
+
+
+def _load_example(item: tuple[int, cases_lib.Frame], label_map: Mapping[str, int] | None,
+                  labelme_dir: pathlib.Path) -> tuple[bytes, np.ndarray, tuple[int, int]]:
+    """One frame as a serialised Example, its per-label pixel counts and its size.
+
+    The stored file name is the image's path relative to ``labelme_dir`` (its bare name
+    if it lies elsewhere).
+    """
+    from sercseg_tf.data import labelme  # noqa: PLC0415
+
+    case_id, frame = item
+    ann = labelme.load_annotation(frame.json_path, label_map)
+    source = pathlib.Path(ann.image_path or frame.json_path)
+    try:
+        filename = source.resolve().relative_to(labelme_dir.resolve()).as_posix()
+    except ValueError:
+        filename = source.name
+    label = np.asarray(ann.label, dtype=np.uint8)
+    serialized = encode_example(ann.image, label, filename, case_id, frame.frame_id)
+    return serialized, np.bincount(label.ravel(), minlength=256), label.shape
+
+
+def _validate_frames(found: list[cases_lib.Case], label_map: Mapping[str, int] | None,
+                     allow_predicted: bool, workers: int, quiet: bool | None
+                     ) -> tuple[dict[int, list[cases_lib.Frame]], list[dict[str, Any]]]:
+    """Checks every annotation (`labelme.validate_annotation`) on ``workers`` threads.
+
+    Decoding each image to check it is most of the time, and Pillow decodes without
+    the GIL, so the threads share the work.
+
+    Returns:
+      ``(valid, skipped)``: the valid frames per case id in frame order, and one
+      ``{"file", "problems"}`` entry per invalid frame.
+    """
+    from sercseg_tf.data import labelme  # noqa: PLC0415
+
+    all_frames = [(case, frame) for case in found for frame in case.frames]
+    checks = _ordered_map(
+        lambda item: labelme.validate_annotation(item[1].json_path, label_map,
+                                                 allow_predicted=allow_predicted),
+        all_frames, workers)
+    skipped: list[dict[str, Any]] = []
+    valid: dict[int, list[cases_lib.Frame]] = {}
+    with tqdm(total=len(all_frames), desc="validate", unit="frame", disable=quiet) as bar:
+        for (case, frame), errors in zip(all_frames, checks, strict=True):
+            if errors:
+                skipped.append({"file": str(frame.json_path), "problems": list(errors)})
+            else:
+                valid.setdefault(case.case_id, []).append(frame)
+            bar.update()
+            bar.set_postfix(invalid=len(skipped))
+    return valid, skipped
 
 
 def _write_shards(out_dir: pathlib.Path, found: list[cases_lib.Case],

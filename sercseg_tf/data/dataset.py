@@ -102,6 +102,47 @@ def _output(sample: dict[str, tf.Tensor], image: tf.Tensor, label: tf.Tensor) ->
     }
 
 
+def _stream_options() -> tf.data.Options:
+    """Deterministic order, and tf.data's autotuning model off."""
+    options = tf.data.Options()
+    options.deterministic = True
+    # No autotuning model: AUTOTUNE then means "one call per core" and a self-sizing
+    # prefetch buffer. With the model on, deleting a training iterator once waited 16 s
+    # in a loop over the demo stream (among the threads it waits for: the model's
+    # optimisation loop, whose sleep grows to 60 s); without it 0.2 s
+    # (`bench/bench_dataset.py --teardown_rounds`). The stream still gives ~29 vs ~35
+    # batches/s, 20x what the demo's training takes. tf.distribute's MultiDeviceIterator
+    # wraps the stream in per-device datasets with default options, where the model
+    # still runs, so one CPU replica reads the stream without it (`loop._train_iterator`;
+    # BUILD_NOTES.md, "Input pipeline").
+    options.autotune.enabled = False
+    return options
+
+
+def _eval_stream(files: list[str], image_scale: float, batch_size: int,
+                 repeat: int | None) -> tf.data.Dataset:
+    """Whole frames in file order, resized by ``image_scale``, padded into batches."""
+    ds = tf.data.TFRecordDataset(files)
+    if repeat is not None:
+        ds = ds.repeat(repeat)
+
+    def eval_map(serialized: tf.Tensor) -> dict:
+        sample = tfrecord.decode_example(serialized)
+        image, label = _resize_by(sample, image_scale)
+        return _output(sample, _normalize(image), label)
+
+    ds = ds.map(eval_map, num_parallel_calls=AUTOTUNE, deterministic=True)
+    padding = {
+        formats.SAMPLE_IMAGE: tf.constant(0.0, tf.float32),
+        formats.SAMPLE_LABEL: tf.constant(labels.IGNORE_LABEL, tf.int32),
+        formats.SAMPLE_FILENAME: tf.constant("", tf.string),
+        formats.SAMPLE_CASE_ID: tf.constant(0, tf.int32),
+        formats.SAMPLE_FRAME_ID: tf.constant(0, tf.int32),
+    }
+    ds = ds.padded_batch(batch_size, padding_values=padding)
+    return ds.prefetch(AUTOTUNE)
+
+
 def build_dataset(
     file_patterns: str | Sequence[str],
     *,
@@ -147,38 +188,9 @@ def build_dataset(
       ``filename`` string ``[B]``, ``case_id`` int32 ``[B]``, ``frame_id`` int32 ``[B]``.
     """
     files = list_files(file_patterns)
-    options = tf.data.Options()
-    options.deterministic = True
-    # No autotuning model: AUTOTUNE then means "one call per core" and a self-sizing
-    # prefetch buffer. With the model on, deleting a training iterator once waited 16 s
-    # in a loop over the demo stream (among the threads it waits for: the model's
-    # optimisation loop, whose sleep grows to 60 s); without it 0.2 s
-    # (`bench/bench_dataset.py --teardown_rounds`). The stream still gives ~29 vs ~35
-    # batches/s, 20x what the demo's training takes. tf.distribute's MultiDeviceIterator
-    # wraps the stream in per-device datasets with default options, where the model
-    # still runs, so one CPU replica reads the stream without it (`loop._train_iterator`;
-    # BUILD_NOTES.md, "Input pipeline").
-    options.autotune.enabled = False
+    options = _stream_options()
     if not is_training:
-        ds = tf.data.TFRecordDataset(files)
-        if repeat is not None:
-            ds = ds.repeat(repeat)
-
-        def eval_map(serialized: tf.Tensor) -> dict:
-            sample = tfrecord.decode_example(serialized)
-            image, label = _resize_by(sample, image_scale)
-            return _output(sample, _normalize(image), label)
-
-        ds = ds.map(eval_map, num_parallel_calls=AUTOTUNE, deterministic=True)
-        padding = {
-            formats.SAMPLE_IMAGE: tf.constant(0.0, tf.float32),
-            formats.SAMPLE_LABEL: tf.constant(labels.IGNORE_LABEL, tf.int32),
-            formats.SAMPLE_FILENAME: tf.constant("", tf.string),
-            formats.SAMPLE_CASE_ID: tf.constant(0, tf.int32),
-            formats.SAMPLE_FRAME_ID: tf.constant(0, tf.int32),
-        }
-        ds = ds.padded_batch(batch_size, padding_values=padding)
-        return ds.prefetch(AUTOTUNE).with_options(options)
+        return _eval_stream(files, image_scale, batch_size, repeat).with_options(options)
 
     crop = (int(crop_size[0]), int(crop_size[1]))
     ds = tf.data.Dataset.from_tensor_slices(files).interleave(

@@ -128,6 +128,15 @@ class ExperimentConfig:
         1.0, "Cross-entropy weight of needle pixels (every other class weighs 1; the "
         "loss is still divided by the pixel count); 1.0 = plain cross-entropy (the paper)."
     )
+    loss_boundary_weight: float = _field(
+        1.0, "Cross-entropy weight of the cell's border band: pixels within "
+        "loss_boundary_radius of both the cell (oocyte or sERC) and another class "
+        "(background or needle); 1.0 = every pixel weighs 1 (the paper)."
+    )
+    loss_boundary_radius: int = _field(
+        6, "Depth of the border band on each side of the border, pixels of the training "
+        "crop (used when loss_boundary_weight is not 1)."
+    )
     loss_dice_weight: float = _field(
         0.0, "Weight of a soft Dice term (per image, mean over classes) added to the "
         "cross-entropy (the logged training loss includes it); 0 = cross-entropy only "
@@ -299,6 +308,10 @@ def _validate(cfg: ExperimentConfig, source: str) -> None:
         raise bad("loss_top_k_percent", "must be in (0, 1]")
     if not (math.isfinite(cfg.loss_needle_weight) and cfg.loss_needle_weight > 0):
         raise bad("loss_needle_weight", "must be a positive number")
+    if not (math.isfinite(cfg.loss_boundary_weight) and cfg.loss_boundary_weight > 0):
+        raise bad("loss_boundary_weight", "must be a positive number (1 = off)")
+    if cfg.loss_boundary_radius < 1:
+        raise bad("loss_boundary_radius", "must be an integer >= 1")
     if not (math.isfinite(cfg.needle_hysteresis_weight) and cfg.needle_hysteresis_weight >= 1):
         raise bad("needle_hysteresis_weight", "must be a number >= 1 (1 = off)")
     if not (math.isfinite(cfg.loss_dice_weight) and cfg.loss_dice_weight >= 0):

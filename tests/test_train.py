@@ -106,6 +106,52 @@ def test_needle_weight_scales_needle_pixels_before_the_hard_pixel_selection():
         assert float(count) == (valid.sum() if top_k == 1.0 else 18)  # counts, not weights
 
 
+def test_boundary_weights_mark_the_oolemma_band_as_scipy_does():
+    """The band: a (2r+1)-square window holds a cell (oocyte/sERC) and a valid pixel of
+    another class; ignore pixels are neither (scipy.ndimage as the independent reference)."""
+    import tensorflow as tf
+    from scipy import ndimage
+
+    from sercseg_tf.training.losses import boundary_weights, masked_cross_entropy_sums
+
+    rng = np.random.default_rng(4)
+    label = np.zeros((3, 40, 50), np.int32)
+    yy, xx = np.mgrid[0:40, 0:50]
+    label[0][(yy - 20) ** 2 + (xx - 22) ** 2 < 15**2] = 1  # an oocyte disc
+    label[0][(yy - 18) ** 2 + (xx - 20) ** 2 < 4**2] = 2  # with an sERC inside
+    label[0, 19:22, 25:50] = 3  # a needle from the right into the cell
+    label[0, 30:, :8] = 255  # ignore (crop padding) beside the cell
+    label[1] = rng.integers(0, 4, (40, 50))
+    label[1, :5] = 255
+    label[2] = 1  # all oocyte, ignore rows on top, background rows at the bottom
+    label[2, :5], label[2, 35:] = 255, 0
+    for radius in (1, 3):
+        window = np.ones((2 * radius + 1,) * 2, bool)
+        got = boundary_weights(tf.constant(label), 3.0, radius).numpy()
+        for b in range(3):
+            near_cell = ndimage.binary_dilation(np.isin(label[b], [1, 2]), window)
+            near_bg = ndimage.binary_dilation(np.isin(label[b], [0, 3]), window)
+            np.testing.assert_array_equal(got[b], np.where(near_cell & near_bg, 3.0, 1.0))
+    got = boundary_weights(tf.constant(label), 3.0, 3).numpy()
+    # The needle inside the cell has its band, and so has the left oolemma; ignore
+    # pixels make none.
+    assert got[0, 16, 26:30].min() == 3.0 and got[0, 20, 8] == 3.0
+    assert got[2, 5:8].max() == 1.0 and got[2, 32:38].min() == 3.0
+    # Pixel weights multiply each pixel's cross-entropy; the count stays the pixel count.
+    logits = rng.normal(size=(3, 40, 50, 4)).astype(np.float32)
+    plain, n = masked_cross_entropy_sums(tf.constant(label), tf.constant(logits))
+    weights = boundary_weights(tf.constant(label), 3.0, 2)
+    weighted, n_w = masked_cross_entropy_sums(tf.constant(label), tf.constant(logits),
+                                              pixel_weights=weights)
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    safe = np.where(label == 255, 0, label)
+    ce = -np.take_along_axis(log_p, safe[..., None], -1)[..., 0]
+    valid = label != 255
+    np.testing.assert_allclose(float(weighted), (ce * weights.numpy())[valid].sum(), rtol=1e-5)
+    assert float(n_w) == float(n) == valid.sum() and float(weighted) > float(plain)
+    np.testing.assert_array_equal(boundary_weights(tf.constant(label), 1.0, 3).numpy(), 1.0)
+
+
 def test_soft_dice_matches_a_numpy_reference_and_splits_over_images():
     import tensorflow as tf
 
@@ -164,7 +210,8 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
         y = keras.layers.ReLU()(y)
         return keras.Model(x, keras.layers.Conv2D(4, 1, name="logits")(y))
 
-    def one_step(strategy, optimizer_name, top_k_percent=1.0, dice_weight=0.0):
+    def one_step(strategy, optimizer_name, top_k_percent=1.0, dice_weight=0.0,
+                 boundary=(1.0, 0)):
         keras.utils.set_random_seed(0)
         with strategy.scope():
             model = tiny_model()
@@ -174,7 +221,7 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
         ds = tf.data.Dataset.from_tensors((images, label)).repeat()
         it = iter(strategy.experimental_distribute_dataset(ds))
         loss = float(loop.make_train_step(strategy, model, opt, top_k_percent,
-                                          dice_weight=dice_weight)(it))
+                                          dice_weight=dice_weight, boundary=boundary)(it))
         return {"replicas": strategy.num_replicas_in_sync, "loss": loss,
                 "iterations": int(opt.iterations.numpy()),
                 "weights": [np.asarray(v.numpy()).tolist() for v in model.variables]}
@@ -189,6 +236,9 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
     # The Dice term is per image over the global batch: replicas agree too.
     out["sgd_dice"] = [one_step(distribute.create_strategy(s), "sgd", dice_weight=2.0)
                        for s in ("one_device", "mirrored")]
+    # The border band is per image: replicas agree too.
+    out["sgd_boundary"] = [one_step(distribute.create_strategy(s), "sgd", boundary=(3.0, 2))
+                           for s in ("one_device", "mirrored")]
     json.dump(out, sys.stdout)
 """)
 
@@ -202,7 +252,8 @@ def test_mirrored_two_replicas_equals_one_device():
 
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["sgd_dice"][0]["loss"] > out["sgd"][0]["loss"] + 0.5  # the term is on
-    for name in ("sgd", "adam", "sgd_top_k", "sgd_dice"):
+    assert out["sgd_boundary"][0]["loss"] > out["sgd"][0]["loss"] * 1.2  # the band too
+    for name in ("sgd", "adam", "sgd_top_k", "sgd_dice", "sgd_boundary"):
         one, mirrored = out[name]
         assert (one["replicas"], mirrored["replicas"]) == (1, 2)
         assert one["iterations"] == mirrored["iterations"] == 1
@@ -311,6 +362,27 @@ def trained_runs(tiny_tfrecord_dir, tmp_path_factory):
                                  tiny_tfrecord_dir, model_dir, FOLD)
     mp.undo()
     return model_dir, ckpt_after_interrupt, resumed, recomputed
+
+
+def test_config_loss_terms_reach_the_train_step(tiny_tfrecord_dir, tmp_path, monkeypatch):
+    from sercseg_tf import train
+    from sercseg_tf.training import loop
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def capture(*args):
+        seen.append(args)
+        raise Stop
+
+    monkeypatch.setattr(loop, "make_train_step", capture)
+    cfg = tiny_config(loss_top_k_percent=0.5, loss_needle_weight=2.0, loss_dice_weight=0.5,
+                      loss_boundary_weight=3.0, loss_boundary_radius=2)
+    with pytest.raises(Stop):
+        train.run_training(cfg, tiny_tfrecord_dir, tmp_path, FOLD, strategy="one_device")
+    assert seen[0][3:] == (0.5, (1.0, 1.0, 1.0, 2.0), 0.5, (3.0, 2))
 
 
 def test_ctrl_c_saves_and_rerun_resumes_at_the_saved_step(trained_runs):

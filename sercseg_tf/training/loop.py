@@ -62,6 +62,7 @@ from sercseg_tf.training import (
     summaries,
 )
 from sercseg_tf.training.losses import (
+    boundary_weights,
     masked_cross_entropy_sums,
     needle_class_weights,
     selected_pixel_counts,
@@ -76,7 +77,8 @@ EVAL_HISTORY_COLUMNS = ("step", "loss", "iou_oocyte", "iou_serc", "iou_needle", 
 
 def make_train_step(strategy: tf.distribute.Strategy, model: keras.Model,
                     optimizer: keras.optimizers.Optimizer, top_k_percent: float = 1.0,
-                    class_weights: Sequence[float] | None = None, dice_weight: float = 0.0):
+                    class_weights: Sequence[float] | None = None, dice_weight: float = 0.0,
+                    boundary: tuple[float, int] = (1.0, 0)):
     """Returns ``step(iterator) -> global loss``, one optimisation step (tf.function).
 
     ``iterator`` yields ``(images, labels)`` batches (`_train_iterator`: distributed
@@ -85,7 +87,9 @@ def make_train_step(strategy: tf.distribute.Strategy, model: keras.Model,
     ``top_k_percent < 1`` only each image's hardest pixels count
     (`losses.masked_cross_entropy_sums`); the selection is per image, so the step is
     still the same on any number of replicas. ``class_weights`` (one per class id)
-    multiply each pixel's cross-entropy. With ``dice_weight`` ``w > 0`` the loss is
+    multiply each pixel's cross-entropy, and so do the cell border band's weights
+    (`losses.boundary_weights`) for ``boundary = (weight, radius)`` with a weight other
+    than 1. With ``dice_weight`` ``w > 0`` the loss is
     ``S/N + w * D_global / B_global``, ``D`` the per-image soft Dice sum
     (`losses.soft_dice_sum`) and ``B`` the batch size.
     """
@@ -101,8 +105,10 @@ def make_train_step(strategy: tf.distribute.Strategy, model: keras.Model,
                                       tf.cast(tf.shape(label)[0], tf.float32))
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
+            band = boundary_weights(label, *boundary) if boundary[0] != 1.0 else None
             ce_sum, _ = masked_cross_entropy_sums(label, logits, top_k_percent=top_k_percent,
-                                                  class_weights=class_weights)
+                                                  class_weights=class_weights,
+                                                  pixel_weights=band)
             loss = ce_sum / tf.maximum(global_count, 1.0)
             if dice_weight:
                 loss += dice_weight * soft_dice_sum(label, logits) / global_batch
@@ -320,7 +326,8 @@ def _setup(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
     iterator = _train_iterator(config, tfrecord_dir, train_cases, start_step, strategy)
     train_step = make_train_step(strategy, model, optimizer, config.loss_top_k_percent,
                                  needle_class_weights(config.loss_needle_weight),
-                                 config.loss_dice_weight)
+                                 config.loss_dice_weight,
+                                 (config.loss_boundary_weight, config.loss_boundary_radius))
     train_writer, eval_writer, train_history, eval_history = _open_outputs(
         config, model_dir, fold, chief, start_step)
     if held_out is None:

@@ -1,8 +1,9 @@
 """Losses (deeplab2's ``model/loss/``): softmax cross-entropy with an ignore label.
 
-Optionally with deeplab2's hard-pixel mining (``top_k_percent``) and per-class pixel
+Optionally with deeplab2's hard-pixel mining (``top_k_percent``), per-class pixel
 weights (``class_weights``; deeplab2 weighs pixels the same way, e.g. its
-``small_instance_weight``, and still divides by the pixel count), plus a soft Dice term
+``small_instance_weight``, and still divides by the pixel count) and per-pixel weights
+(``pixel_weights``, e.g. the cell border band of `boundary_weights`), plus a soft Dice term
 (`soft_dice_sum`) that scores each image's overlap per class directly, whatever the
 class's pixel share.
 """
@@ -49,15 +50,46 @@ def needle_class_weights(needle_weight: float = 1.0) -> tuple[float, ...] | None
     return tuple(needle_weight if c == labels.NEEDLE else 1.0 for c in range(labels.NUM_CLASSES))
 
 
+def boundary_weights(label: tf.Tensor, weight: float, radius: int) -> tf.Tensor:
+    """Pixel weights ``w_i = 1 + (weight - 1) * [i is in the cell border band]``.
+
+    The band holds the pixels whose ``(2 radius + 1)``-square window holds both a cell
+    pixel (oocyte or sERC) and a valid pixel of another class (background or needle):
+    the cell's border on both sides, ``radius`` pixels deep (a morphological gradient,
+    dilation minus erosion, as the border weights of U-Net, Ronneberger, Fischer & Brox
+    2015, eq. 2, single out the borders between touching cells). Ignore-label pixels
+    count as neither. The band is where a model leaks the oocyte into the zona, the
+    perivitelline space or cumulus, and, around the needle inside the ooplasm, where
+    it loses the faint needle to the cell.
+
+    Args:
+      label: int ``[B, H, W]`` class ids.
+      weight: the band's weight (1 = every pixel weighs 1).
+      radius: the band's depth on each side of the border, pixels.
+
+    Returns:
+      float32 ``[B, H, W]``.
+    """
+    label = tf.cast(label, tf.int32)
+    cell = tf.cast((label == labels.OOCYTE) | (label == labels.SERC), tf.float32)
+    other = tf.cast((label != labels.IGNORE_LABEL), tf.float32) * (1.0 - cell)
+    size = 2 * int(radius) + 1
+    near = tf.nn.max_pool2d(tf.stack([cell, other], axis=-1), size, 1, "SAME")
+    band = near[..., 0] * near[..., 1]
+    return 1.0 + (float(weight) - 1.0) * band
+
+
 def masked_cross_entropy_sums(label: tf.Tensor, logits: tf.Tensor,
                               ignore_label: int = labels.IGNORE_LABEL,
                               top_k_percent: float = 1.0,
                               class_weights: Sequence[float] | None = None,
+                              pixel_weights: tf.Tensor | None = None,
                               ) -> tuple[tf.Tensor, tf.Tensor]:
     """Weighted softmax cross-entropy summed over the kept pixels, and their count.
 
-    Implements ``S = sum_b sum_{i in K_b} w[y_i] * -log softmax(z_i)[y_i]`` and
-    ``N = sum_b k_b``, where ``w`` is ``class_weights`` (all 1 when None) and ``K_b`` is,
+    Implements ``S = sum_b sum_{i in K_b} u_i w[y_i] * -log softmax(z_i)[y_i]`` and
+    ``N = sum_b k_b``, where ``w`` is ``class_weights`` and ``u`` is ``pixel_weights``
+    (all 1 when None) and ``K_b`` is,
     per image, the ``k_b`` valid pixels (`selected_pixel_counts`) of largest weighted
     cross-entropy: all of them for ``top_k_percent = 1`` (plain cross-entropy),
     else the hardest fraction (deeplab2's ``top_k_percent``, from the online hard-pixel
@@ -70,6 +102,7 @@ def masked_cross_entropy_sums(label: tf.Tensor, logits: tf.Tensor,
       ignore_label: label value excluded from loss and count.
       top_k_percent: fraction of each image's valid pixels kept, in ``(0, 1]``.
       class_weights: one non-negative weight per class id, or None (all 1).
+      pixel_weights: float ``[B, H, W]`` non-negative weights, or None (all 1).
 
     Returns:
       ``(S, N)`` float32 scalars.
@@ -83,6 +116,8 @@ def masked_cross_entropy_sums(label: tf.Tensor, logits: tf.Tensor,
         labels=safe_label, logits=tf.cast(logits, tf.float32))
     if class_weights is not None:
         ce = ce * tf.gather(tf.constant(class_weights, tf.float32), safe_label)
+    if pixel_weights is not None:
+        ce = ce * tf.cast(pixel_weights, tf.float32)
     counts = selected_pixel_counts(label, top_k_percent, ignore_label)
     if top_k_percent >= 1.0:
         return tf.reduce_sum(tf.where(valid, ce, tf.zeros_like(ce))), tf.reduce_sum(counts)

@@ -177,7 +177,7 @@ def decode_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
 
     Returns:
       ``{image: uint8 [H, W, 3], label: uint8 [H, W, 1], filename: string,
-      case_id: int32, frame_id: int32}`` (keys from `sercseg_tf.labels`).
+      case_id: int32, frame_id: int32}`` (keys from `sercseg_tf.formats`).
     """
     parsed = tf.io.parse_single_example(serialized, FEATURE_SPEC)
     image = tf.io.decode_png(parsed[formats.KEY_ENCODED_IMAGE], channels=3)

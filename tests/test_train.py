@@ -106,7 +106,7 @@ def test_needle_weight_scales_needle_pixels_before_the_hard_pixel_selection():
         assert float(count) == (valid.sum() if top_k == 1.0 else 18)  # counts, not weights
 
 
-def test_boundary_weights_mark_the_oolemma_band_as_scipy_does():
+def test_boundary_weights_mark_the_cell_border_band_as_scipy_does():
     """The band: a (2r+1)-square window holds a cell (oocyte/sERC) and a valid pixel of
     another class; ignore pixels are neither (scipy.ndimage as the independent reference)."""
     import tensorflow as tf
@@ -130,8 +130,8 @@ def test_boundary_weights_mark_the_oolemma_band_as_scipy_does():
         got = boundary_weights(tf.constant(label), 3.0, radius).numpy()
         for b in range(3):
             near_cell = ndimage.binary_dilation(np.isin(label[b], [1, 2]), window)
-            near_bg = ndimage.binary_dilation(np.isin(label[b], [0, 3]), window)
-            np.testing.assert_array_equal(got[b], np.where(near_cell & near_bg, 3.0, 1.0))
+            near_other = ndimage.binary_dilation(np.isin(label[b], [0, 3]), window)
+            np.testing.assert_array_equal(got[b], np.where(near_cell & near_other, 3.0, 1.0))
     got = boundary_weights(tf.constant(label), 3.0, 3).numpy()
     # The needle inside the cell has its band, and so has the left oolemma; ignore
     # pixels make none.

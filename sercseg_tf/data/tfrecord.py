@@ -46,6 +46,7 @@ from tqdm import tqdm
 
 from sercseg_tf import atomic_io, formats, labels, model_card
 from sercseg_tf.data import cases as cases_lib
+from sercseg_tf.data import labelme
 from sercseg_tf.fault_points import fault_point
 from sercseg_tf.synthetic.generator import GROUND_TRUTH_NAME
 
@@ -414,8 +415,6 @@ def build_tfrecords(
         or nothing valid to write.
       ValueError: ``output_dir`` holds files that are not a TFRecord build.
     """
-    from sercseg_tf.data import labelme  # noqa: PLC0415
-
     if shards_per_case < 1:
         raise ValueError(f"shards_per_case must be >= 1, got {shards_per_case}")
     labelme_dir = pathlib.Path(labelme_dir)
@@ -474,8 +473,6 @@ def _load_example(item: tuple[int, cases_lib.Frame], label_map: Mapping[str, int
     The stored file name is the image's path relative to ``labelme_dir`` (its bare name
     if it lies elsewhere).
     """
-    from sercseg_tf.data import labelme  # noqa: PLC0415
-
     case_id, frame = item
     ann = labelme.load_annotation(frame.json_path, label_map)
     source = pathlib.Path(ann.image_path or frame.json_path)
@@ -500,8 +497,6 @@ def _validate_frames(found: list[cases_lib.Case], label_map: Mapping[str, int] |
       ``(valid, skipped)``: the valid frames per case id in frame order, and one
       ``{"file", "problems"}`` entry per invalid frame.
     """
-    from sercseg_tf.data import labelme  # noqa: PLC0415
-
     all_frames = [(case, frame) for case in found for frame in case.frames]
     checks = _ordered_map(
         lambda item: labelme.validate_annotation(item[1].json_path, label_map,

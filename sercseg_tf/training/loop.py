@@ -103,9 +103,9 @@ def make_train_step(strategy: tf.distribute.Strategy, model: keras.Model,
         # collective shape mismatch).
         global_batch = ctx.all_reduce(tf.distribute.ReduceOp.SUM,
                                       tf.cast(tf.shape(label)[0], tf.float32))
+        band = boundary_weights(label, *boundary) if boundary[0] != 1.0 else None
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
-            band = boundary_weights(label, *boundary) if boundary[0] != 1.0 else None
             ce_sum, _ = masked_cross_entropy_sums(label, logits, top_k_percent=top_k_percent,
                                                   class_weights=class_weights,
                                                   pixel_weights=band)

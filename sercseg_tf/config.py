@@ -73,8 +73,9 @@ class ExperimentConfig:
     )
     init_checkpoint: str = _field(
         "~/.keras/models/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "Keras Applications ResNet-50 ImageNet weights (.h5) for the backbone; "
-        "'none' = random init.",
+        "Keras Applications ResNet-50 ImageNet weights (.h5) for the backbone; or a "
+        "checkpoint of an earlier run (a fold folder such as runs/demo/fold_05, or a "
+        "checkpoint prefix) for every weight, to fine-tune that model; 'none' = random init.",
     )
     # Data and augmentation.
     image_scale: float = _field(1.0, "Frames are resized by this factor before anything else.")
@@ -200,7 +201,7 @@ class ExperimentConfig:
 
     @property
     def init_checkpoint_path(self) -> str | None:
-        """The expanded ImageNet weights path, or None for random initialisation."""
+        """The expanded weights path (ImageNet file or run checkpoint), or None (random)."""
         if self.init_checkpoint.strip().lower() in RANDOM_INIT:
             return None
         return os.path.expanduser(os.path.expandvars(self.init_checkpoint))

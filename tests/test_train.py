@@ -385,6 +385,64 @@ def test_config_loss_terms_reach_the_train_step(tiny_tfrecord_dir, tmp_path, mon
     assert seen[0][3:] == (0.5, (1.0, 1.0, 1.0, 2.0), 0.5, (3.0, 2))
 
 
+def _model_at_first_step(cfg, tfrecord_dir, model_dir, monkeypatch):
+    """Model and optimizer as the train step of a fresh run of ``cfg`` receives them."""
+    from sercseg_tf import train
+    from sercseg_tf.training import loop
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def capture(strategy, model, optimizer, *args):
+        seen.append((model, optimizer))
+        raise Stop
+
+    monkeypatch.setattr(loop, "make_train_step", capture)
+    with pytest.raises(Stop):
+        train.run_training(cfg, tfrecord_dir, model_dir, FOLD, strategy="one_device")
+    return seen[0]
+
+
+def test_fine_tuning_starts_from_every_weight_of_the_given_run(trained_runs, tiny_tfrecord_dir,
+                                                               tmp_path, monkeypatch):
+    from sercseg_tf.training import checkpoints
+
+    source_dir = trained_runs[0]
+    source, _ = checkpoints.restore_model(tiny_config(), source_dir, FOLD)
+    want = checkpoints.model_variables(source)
+    prefix = checkpoints.latest_checkpoint(source_dir, FOLD)
+    for name, init in (("fold", source_dir / "fold_02"), ("prefix", prefix),
+                       ("random", "none")):
+        model, optimizer = _model_at_first_step(tiny_config(init_checkpoint=str(init)),
+                                                tiny_tfrecord_dir, tmp_path / name, monkeypatch)
+        got = checkpoints.model_variables(model)
+        assert set(got) == set(want)
+        same = [np.array_equal(got[k].numpy(), want[k].numpy()) for k in want]
+        assert all(same) if name != "random" else not any(same), name
+        assert int(optimizer.iterations.numpy()) == 0  # the optimizer starts afresh
+
+
+def test_fine_tune_source_names_what_it_cannot_use(trained_runs, tmp_path):
+    from sercseg_tf.training import checkpoints
+
+    fold = trained_runs[0] / "fold_02"
+    assert checkpoints.fine_tune_source(str(fold)).startswith(str(fold / "checkpoints" / "ckpt-"))
+    h5 = tmp_path / "resnet50.h5"
+    h5.write_bytes(b"")
+    for imagenet in (None, str(h5), str(tmp_path), str(tmp_path / "missing")):
+        assert checkpoints.fine_tune_source(imagenet) is None  # the ImageNet loader's
+    export = tmp_path / "run" / "fold_05" / "export"
+    export.mkdir(parents=True)
+    (export / "saved_model.pb").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"export: an exported SavedModel.*fold_05"):
+        checkpoints.fine_tune_source(str(export))
+    (export.parent / "checkpoints").mkdir()
+    with pytest.raises(FileNotFoundError, match="fold_05: a run folder with no checkpoint"):
+        checkpoints.fine_tune_source(str(export.parent))
+
+
 def test_ctrl_c_saves_and_rerun_resumes_at_the_saved_step(trained_runs):
     model_dir, ckpt_after_interrupt, resumed, _ = trained_runs
     assert ckpt_after_interrupt == ["ckpt-1.index", "ckpt-2.index"]

@@ -50,7 +50,8 @@ def _missing_file_message(path: Path) -> str:
         f"no-top weights {IMAGENET_WEIGHTS_FILENAME} (from {IMAGENET_WEIGHTS_URL}; Keras "
         f"caches it at {KERAS_CACHE_PATH} after "
         "keras.applications.ResNet50(weights='imagenet', include_top=False) runs once on a "
-        "machine with internet). Copy that file here, or use 'none' for random init."
+        "machine with internet). Copy that file here, give a run's fold folder to "
+        "fine-tune its model, or use 'none' for random init."
     )
 
 

@@ -105,6 +105,49 @@ def remove_temp_dirs(ckpt_dir: str | os.PathLike) -> list[pathlib.Path]:
     return removed
 
 
+def fine_tune_source(path: str | os.PathLike | None) -> str | None:
+    """The checkpoint prefix ``init_checkpoint`` names if it is one of this project's.
+
+    A checkpoint of an earlier run (e.g. the synthetic demo model) initialises *every*
+    weight of the model, backbone, ASPP, decoder and classifier, so training fine-tunes
+    it (on a clinic's own annotated frames, say); only the optimizer starts afresh.
+    Accepted: a prefix (``runs/demo/fold_05/checkpoints/ckpt-2``, whose ``.index`` file
+    exists), a folder of checkpoints or a fold folder (``runs/demo/fold_05``), whose
+    newest checkpoint is taken.
+
+    Args:
+      path: the expanded ``init_checkpoint`` (`ExperimentConfig.init_checkpoint_path`);
+        None for random initialisation.
+
+    Returns:
+      The prefix, or None where ``path`` is not a checkpoint of this project (None, or
+      an ImageNet ``.h5`` file or its folder: `sercseg_tf.model.init`).
+
+    Raises:
+      FileNotFoundError: ``path`` is a run's fold folder without a checkpoint, or an
+        exported SavedModel (which holds no training checkpoint), naming the folder to
+        give instead.
+    """
+    if path is None:
+        return None
+    path = pathlib.Path(path)
+    if pathlib.Path(f"{path}.index").is_file():
+        return str(path)
+    if not path.is_dir():
+        return None
+    for folder in (path, path / layout.CHECKPOINTS_SUBDIR):
+        newest = tf.train.latest_checkpoint(str(folder))
+        if newest is not None:
+            return newest
+    if (path / layout.SAVED_MODEL_PB).is_file():
+        raise FileNotFoundError(
+            f"{path}: an exported SavedModel, not a training checkpoint; give the fold "
+            f"folder beside it ({path.parent}), whose checkpoints/ it was exported from")
+    if (path / layout.CHECKPOINTS_SUBDIR).is_dir() or (path / layout.CONFIG_YAML).is_file():
+        raise FileNotFoundError(f"{path}: a run folder with no checkpoint to fine-tune from")
+    return None
+
+
 def latest_checkpoint(model_dir: str | os.PathLike, fold: int) -> str:
     """Path prefix of the newest checkpoint of a fold.
 

@@ -210,6 +210,10 @@ def _build_and_restore(config: ExperimentConfig, strategy: tf.distribute.Strateg
                                   tf.train.CheckpointManager, bool]:
     """Builds model and optimizer under ``strategy`` and restores the newest checkpoint.
 
+    A fresh run whose ``init_checkpoint`` is a checkpoint of this project starts from
+    every weight of that model (`checkpoints.fine_tune_source`); a resumed run from its
+    own checkpoint, whatever ``init_checkpoint`` says.
+
     Args:
       config: the run's config (model and optimizer settings).
       strategy: the distribution strategy whose scope holds the variables.
@@ -220,8 +224,9 @@ def _build_and_restore(config: ExperimentConfig, strategy: tf.distribute.Strateg
       ``(model, optimizer, manager, restored)``; ``optimizer.iterations`` is the step
       to resume at.
     """
+    fine_tune = checkpoints.fine_tune_source(config.init_checkpoint_path)
     with strategy.scope():
-        model = modeling.build_model(config)
+        model = modeling.build_model(config, load_init_weights=fine_tune is None)
         optimizer = make_optimizer(config, loss_scaling=precision.uses_float16(model))
         optimizer.build(model.trainable_variables)
     ckpt = checkpoints.make_checkpoint(model, optimizer)
@@ -231,6 +236,10 @@ def _build_and_restore(config: ExperimentConfig, strategy: tf.distribute.Strateg
     if latest:
         checkpoints.restore_or_explain(ckpt, latest)
         logging.info("Resuming from %s", latest)
+    elif fine_tune:
+        checkpoints.restore_or_explain(checkpoints.make_checkpoint(model), fine_tune,
+                                       partial=True)
+        logging.info("Fine-tuning: every model weight from %s", fine_tune)
     return model, optimizer, manager, latest is not None
 
 

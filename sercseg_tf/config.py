@@ -115,6 +115,15 @@ class ExperimentConfig:
         0.0, "Random aspect-ratio change before the random scale: width/height factor "
         "log-uniform in [1/(1+r), 1+r], area kept (resized footage)."
     )
+    rehearsal_tfrecord_dir: str = _field(
+        "", "Fine-tuning: a second TFRecord folder (e.g. the synthetic data the model "
+        "learnt from) whose every case joins the training stream, never held out, so a "
+        "few frames of one's own do not make the model forget what they lack (e.g. "
+        "sERC); '' = none."
+    )
+    rehearsal_share: float = _field(
+        0.5, "Probability that a training example comes from rehearsal_tfrecord_dir."
+    )
     # Optimisation.
     loss_top_k_percent: float = _field(
         1.0, "deeplab2's top_k_percent: the loss keeps each image's hardest fraction of "
@@ -311,6 +320,8 @@ def _validate(cfg: ExperimentConfig, source: str) -> None:
         raise bad("loss_needle_weight", "must be a positive number")
     if not (math.isfinite(cfg.loss_boundary_weight) and cfg.loss_boundary_weight > 0):
         raise bad("loss_boundary_weight", "must be a positive number (1 = off)")
+    if not 0.0 < cfg.rehearsal_share < 1.0:
+        raise bad("rehearsal_share", "must be in (0, 1)")
     if cfg.loss_boundary_radius < 1:
         raise bad("loss_boundary_radius", "must be an integer >= 1")
     if not (math.isfinite(cfg.needle_hysteresis_weight) and cfg.needle_hysteresis_weight >= 1):

@@ -59,6 +59,8 @@ def test_unknown_key_names_file_and_key(tmp_path):
     ("loss_boundary_weight: 0\n", "loss_boundary_weight"),
     ("loss_boundary_weight: .inf\n", "loss_boundary_weight"),
     ("loss_boundary_radius: 0\n", "loss_boundary_radius"),
+    ("rehearsal_share: 0\n", "rehearsal_share"),
+    ("rehearsal_share: 1.0\n", "rehearsal_share"),
     ("needle_hysteresis_weight: 0.5\n", "needle_hysteresis_weight"),
     ("needle_hysteresis_weight: .nan\n", "needle_hysteresis_weight"),
     ("eval_scales: 0.75,x\n", "eval_scales"),

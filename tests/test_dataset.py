@@ -200,3 +200,30 @@ def test_training_loop_stream_applies_every_augmentation_key(tiny_tfrecord_dir):
     grey_images, plain_images = first_images(grey), first_images(plain)
     np.testing.assert_allclose(grey_images[..., 0], grey_images[..., 2], atol=0.05)
     assert np.abs(plain_images[..., 0] - plain_images[..., 2]).max() > 5.0
+
+
+def test_rehearsal_set_joins_the_training_stream_at_its_share(synthetic_dir, tiny_tfrecord_dir,
+                                                              tmp_path):
+    # A second data set: one of the synthetic cases under another case id (7).
+    import shutil
+
+    from sercseg_tf.config import ExperimentConfig
+
+    src = sorted(p for p in synthetic_dir.iterdir() if p.is_dir())[0]
+    shutil.copytree(src, tmp_path / "lm" / "case07")
+    tfrecord.build_tfrecords(tmp_path / "lm", tmp_path / "rehearsal", progress=False)
+    ids = _case_ids(tiny_tfrecord_dir)
+    config = ExperimentConfig().replace(
+        batch_size=4, crop_height=33, crop_width=49, image_scale=0.125, seed=3,
+        rehearsal_tfrecord_dir=str(tmp_path / "rehearsal"), rehearsal_share=0.3)
+    cases = np.concatenate([b["case_id"].numpy() for b in
+                            dataset.build_train_dataset(tiny_tfrecord_dir, ids[:1], config)
+                            .take(100)])
+    assert set(cases.tolist()) == {ids[0], 7}
+    assert 0.25 < np.mean(cases == 7) < 0.35  # binomial(400, 0.3): sd 0.023
+    again = dataset.build_train_dataset(tiny_tfrecord_dir, ids[:1], config).take(100)
+    np.testing.assert_array_equal(np.concatenate([b["case_id"].numpy() for b in again]), cases)
+    # Without a rehearsal set the stream is the fold's cases only.
+    alone = dataset.build_train_dataset(tiny_tfrecord_dir, ids[:1],
+                                        config.replace(rehearsal_tfrecord_dir="")).take(10)
+    assert {int(c) for b in alone for c in b["case_id"].numpy()} == {ids[0]}

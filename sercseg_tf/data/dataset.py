@@ -10,7 +10,9 @@ across shards -> seeded shuffle -> repeat -> numbered -> decode -> resize by
 -> random scale -> ``preprocess_images`` -> pad (image 0, label 255) -> random crop ->
 random flip -> batch (drop remainder) -> prefetch. The random draws
 of example ``i`` use the stateless seed ``(seed, i)``, and the shuffle uses ``seed``,
-so the same seed gives identical batches whatever the parallelism.
+so the same seed gives identical batches whatever the parallelism. With a rehearsal
+set (fine-tuning, ``rehearsal_tfrecord_dir``) a second such stream over its cases is
+sampled, example by example, with probability ``rehearsal_share`` before batching.
 
 Evaluation stream: shards in sorted order, records in file order (frames in frame-id
 order), resized by ``image_scale`` only, normalised, one pass, no shuffle; batches
@@ -34,6 +36,8 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 
 ALL_CASES_FOLD = 0  # the "fold" that trains on every case and holds none out
+# The rehearsal stream's augmentation seed is the run's seed plus this (draws of its own).
+REHEARSAL_SEED_OFFSET = 1_000_003
 
 
 def fold_cases(tfrecord_dir: str | os.PathLike, fold: int) -> tuple[list[int], int | None]:
@@ -143,56 +147,12 @@ def _eval_stream(files: list[str], image_scale: float, batch_size: int,
     return ds.prefetch(AUTOTUNE)
 
 
-def build_dataset(
-    file_patterns: str | Sequence[str],
-    *,
-    is_training: bool,
-    batch_size: int,
-    crop_size: Sequence[int] = (481, 641),
-    image_scale: float = 1.0,
-    min_scale: float = 0.5,
-    max_scale: float = 2.0,
-    scale_step: float = 0.25,
-    flip: bool = True,
-    seed: int = 0,
-    shuffle_buffer: int = 256,
-    repeat: int | None = None,
-    photometric: augment_lib.Photometric | None = None,
-    aspect_ratio: float = 0.0,
-    cache_frames: bool = False,
-) -> tf.data.Dataset:
-    """Builds the training or evaluation stream from TFRecord shards.
-
-    Args:
-      file_patterns: glob pattern(s) of shards, e.g. from `tfrecord.case_file_pattern`.
-      is_training: augmented, shuffled, repeated stream; else one ordered pass.
-      batch_size: examples per batch.
-      crop_size: training crop ``(height, width)``; OS·k+1, e.g. 481×641.
-      image_scale: every frame is first resized by this factor (train and eval).
-      min_scale: smallest random scale (training).
-      max_scale: largest random scale (training).
-      scale_step: spacing of the random scales; 0 = continuous.
-      flip: random horizontal flip (training).
-      seed: seeds the shuffle and all random augmentation.
-      shuffle_buffer: shuffle buffer size in records.
-      repeat: number of passes; None = forever when training, once when evaluating.
-      photometric: photometric randomisation (training); None = off.
-      aspect_ratio: random aspect-ratio change (training), see `augment.random_aspect`.
-      cache_frames: training keeps every decoded frame, resized by ``image_scale``, in
-        memory after the first pass (float32: ~13 bytes per scaled pixel), so PNG decoding
-        and the resize run once per frame instead of once per example. Same stream.
-
-    Returns:
-      Dataset of dicts: ``image`` float32 ``[B, h, w, 3]`` preprocessed by
-      ``preprocess_images``, ``label`` int32 ``[B, h, w]`` (255 = ignore),
-      ``filename`` string ``[B]``, ``case_id`` int32 ``[B]``, ``frame_id`` int32 ``[B]``.
-    """
-    files = list_files(file_patterns)
-    options = _stream_options()
-    if not is_training:
-        return _eval_stream(files, image_scale, batch_size, repeat).with_options(options)
-
-    crop = (int(crop_size[0]), int(crop_size[1]))
+def _train_examples(files: list[str], *, crop: tuple[int, int], image_scale: float,
+                    min_scale: float, max_scale: float, scale_step: float, flip: bool,
+                    seed: int, shuffle_buffer: int, repeat: int | None,
+                    photometric: augment_lib.Photometric | None, aspect_ratio: float,
+                    cache_frames: bool) -> tf.data.Dataset:
+    """The shuffled, augmented training examples of ``files``, unbatched (`build_dataset`)."""
     ds = tf.data.Dataset.from_tensor_slices(files).interleave(
         tf.data.TFRecordDataset,
         cycle_length=len(files),
@@ -233,7 +193,77 @@ def build_dataset(
         )
         return _output(sample, image, label)
 
-    ds = ds.map(train_map, num_parallel_calls=AUTOTUNE, deterministic=True)
+    return ds.map(train_map, num_parallel_calls=AUTOTUNE, deterministic=True)
+
+
+def build_dataset(
+    file_patterns: str | Sequence[str],
+    *,
+    is_training: bool,
+    batch_size: int,
+    crop_size: Sequence[int] = (481, 641),
+    image_scale: float = 1.0,
+    min_scale: float = 0.5,
+    max_scale: float = 2.0,
+    scale_step: float = 0.25,
+    flip: bool = True,
+    seed: int = 0,
+    shuffle_buffer: int = 256,
+    repeat: int | None = None,
+    photometric: augment_lib.Photometric | None = None,
+    aspect_ratio: float = 0.0,
+    cache_frames: bool = False,
+    rehearsal_patterns: Sequence[str] = (),
+    rehearsal_share: float = 0.0,
+) -> tf.data.Dataset:
+    """Builds the training or evaluation stream from TFRecord shards.
+
+    Args:
+      file_patterns: glob pattern(s) of shards, e.g. from `tfrecord.case_file_pattern`.
+      is_training: augmented, shuffled, repeated stream; else one ordered pass.
+      batch_size: examples per batch.
+      crop_size: training crop ``(height, width)``; OS·k+1, e.g. 481×641.
+      image_scale: every frame is first resized by this factor (train and eval).
+      min_scale: smallest random scale (training).
+      max_scale: largest random scale (training).
+      scale_step: spacing of the random scales; 0 = continuous.
+      flip: random horizontal flip (training).
+      seed: seeds the shuffle and all random augmentation.
+      shuffle_buffer: shuffle buffer size in records.
+      repeat: number of passes; None = forever when training, once when evaluating.
+      photometric: photometric randomisation (training); None = off.
+      aspect_ratio: random aspect-ratio change (training), see `augment.random_aspect`.
+      cache_frames: training keeps every decoded frame, resized by ``image_scale``, in
+        memory after the first pass (float32: ~13 bytes per scaled pixel), so PNG decoding
+        and the resize run once per frame instead of once per example. Same stream.
+      rehearsal_patterns: shards of a second data set mixed into the training stream
+        (rehearsal while fine-tuning: the data the model learnt before), augmented the
+        same way with draws of their own (seed + `REHEARSAL_SEED_OFFSET`).
+      rehearsal_share: the probability that a training example is drawn from
+        ``rehearsal_patterns`` (`tf.data.Dataset.sample_from_datasets`, seeded).
+
+    Returns:
+      Dataset of dicts: ``image`` float32 ``[B, h, w, 3]`` preprocessed by
+      ``preprocess_images``, ``label`` int32 ``[B, h, w]`` (255 = ignore),
+      ``filename`` string ``[B]``, ``case_id`` int32 ``[B]``, ``frame_id`` int32 ``[B]``.
+    """
+    files = list_files(file_patterns)
+    options = _stream_options()
+    if not is_training:
+        return _eval_stream(files, image_scale, batch_size, repeat).with_options(options)
+
+    augmentation = dict(crop=(int(crop_size[0]), int(crop_size[1])), image_scale=image_scale,
+                        min_scale=min_scale, max_scale=max_scale, scale_step=scale_step,
+                        flip=flip, shuffle_buffer=shuffle_buffer, repeat=repeat,
+                        photometric=photometric, aspect_ratio=aspect_ratio,
+                        cache_frames=cache_frames)
+    ds = _train_examples(files, seed=seed, **augmentation)
+    if rehearsal_patterns:
+        # A stream of its own (other augmentation draws), sampled at rehearsal_share.
+        rehearsal = _train_examples(list_files(rehearsal_patterns),
+                                    seed=seed + REHEARSAL_SEED_OFFSET, **augmentation)
+        ds = tf.data.Dataset.sample_from_datasets(
+            [ds, rehearsal], weights=[1.0 - rehearsal_share, rehearsal_share], seed=seed)
     ds = ds.batch(batch_size, drop_remainder=True)
     return ds.prefetch(AUTOTUNE).with_options(options)
 
@@ -277,7 +307,13 @@ def build_train_dataset(
         ``seed``, ``shuffle_buffer``, ``cache_frames`` (defaults as in `build_dataset`)
         and the ``aug_*`` keys (`photometric_from_config`, ``aug_aspect_ratio``; absent = off).
       seed: overrides the config's ``seed`` (a resumed run reseeds its stream).
+
+    ``rehearsal_tfrecord_dir`` (config; '' = none) adds every case of a second TFRecord
+    folder, drawn with probability ``rehearsal_share`` per example (`build_dataset`).
     """
+    rehearsal_dir = str(_get(config, "rehearsal_tfrecord_dir", "") or "")
+    rehearsal = ([tfrecord.case_file_pattern(rehearsal_dir, c)
+                  for c in tfrecord.case_ids(rehearsal_dir)] if rehearsal_dir else [])
     return build_dataset(
         [tfrecord.case_file_pattern(tfrecord_dir, c) for c in case_ids],
         is_training=True,
@@ -293,6 +329,8 @@ def build_train_dataset(
         photometric=photometric_from_config(config),
         aspect_ratio=float(_get(config, "aug_aspect_ratio", 0.0)),
         cache_frames=bool(_get(config, "cache_frames", False)),
+        rehearsal_patterns=rehearsal,
+        rehearsal_share=float(_get(config, "rehearsal_share", 0.0)),
     )
 
 

@@ -443,6 +443,20 @@ def test_fine_tune_source_names_what_it_cannot_use(trained_runs, tmp_path):
         checkpoints.fine_tune_source(str(export.parent))
 
 
+def test_a_missing_rehearsal_set_is_an_error_before_the_model_is_built(
+        tiny_tfrecord_dir, tmp_path, monkeypatch):
+    from sercseg_tf import train
+    from sercseg_tf.training import modeling
+
+    built = []
+    monkeypatch.setattr(modeling, "build_model", lambda *a, **k: built.append(1))
+    cfg = tiny_config(rehearsal_tfrecord_dir=str(tmp_path / "nothing"))
+    with pytest.raises(FileNotFoundError, match=r"nothing.*manifest"):
+        train.run_training(cfg, tiny_tfrecord_dir, tmp_path / "run", FOLD,
+                           strategy="one_device")
+    assert not built
+
+
 def test_ctrl_c_saves_and_rerun_resumes_at_the_saved_step(trained_runs):
     model_dir, ckpt_after_interrupt, resumed, _ = trained_runs
     assert ckpt_after_interrupt == ["ckpt-1.index", "ckpt-2.index"]

@@ -313,8 +313,10 @@ def _setup(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
     """Model, optimizer (resumed), input, writers and evaluator of a fold.
 
     Raises:
-      ValueError: the fold leaves no case to train on, a shard disagrees with the
-        manifest, or ``config`` contradicts the run's saved architecture.
+      FileNotFoundError: no manifest in ``tfrecord_dir`` or the rehearsal folder.
+      ValueError: the fold leaves no case to train on, a shard (of the fold or of the
+        rehearsal set) disagrees with its manifest, or ``config`` contradicts the run's
+        saved architecture.
     """
     chief = distribute.is_chief(strategy)
     keras.utils.set_random_seed(config.seed)
@@ -323,6 +325,9 @@ def _setup(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
     if not train_cases:
         raise ValueError(f"{tfrecord_dir}: fold {fold} leaves no case to train on")
     tfrecord.verify_shards(tfrecord_dir, [*train_cases, *([] if held_out is None else [held_out])])
+    if config.rehearsal_tfrecord_dir:  # before the model is built, as the fold's own
+        tfrecord.verify_shards(config.rehearsal_tfrecord_dir,
+                               tfrecord.case_ids(config.rehearsal_tfrecord_dir))
     ckpt_dir = _worker_checkpoint_dir(model_dir, fold, chief)
     model, optimizer, manager, restored = _build_and_restore(
         config, strategy, ckpt_dir, layout.checkpoint_dir(model_dir, fold))

@@ -364,7 +364,9 @@ def trained_runs(tiny_tfrecord_dir, tmp_path_factory):
     return model_dir, ckpt_after_interrupt, resumed, recomputed
 
 
-def test_config_loss_terms_reach_the_train_step(tiny_tfrecord_dir, tmp_path, monkeypatch):
+def _train_step_args(cfg, tfrecord_dir, model_dir, monkeypatch) -> tuple:
+    """The arguments `loop.make_train_step` receives in a fresh run of ``cfg``: ``(strategy,
+    model, optimizer, top_k_percent, class_weights, dice_weight, boundary)``."""
     from sercseg_tf import train
     from sercseg_tf.training import loop
 
@@ -378,31 +380,16 @@ def test_config_loss_terms_reach_the_train_step(tiny_tfrecord_dir, tmp_path, mon
         raise Stop
 
     monkeypatch.setattr(loop, "make_train_step", capture)
-    cfg = tiny_config(loss_top_k_percent=0.5, loss_needle_weight=2.0, loss_dice_weight=0.5,
-                      loss_boundary_weight=3.0, loss_boundary_radius=2)
-    with pytest.raises(Stop):
-        train.run_training(cfg, tiny_tfrecord_dir, tmp_path, FOLD, strategy="one_device")
-    assert seen[0][3:] == (0.5, (1.0, 1.0, 1.0, 2.0), 0.5, (3.0, 2))
-
-
-def _model_at_first_step(cfg, tfrecord_dir, model_dir, monkeypatch):
-    """Model and optimizer as the train step of a fresh run of ``cfg`` receives them."""
-    from sercseg_tf import train
-    from sercseg_tf.training import loop
-
-    class Stop(Exception):
-        pass
-
-    seen = []
-
-    def capture(strategy, model, optimizer, *args):
-        seen.append((model, optimizer))
-        raise Stop
-
-    monkeypatch.setattr(loop, "make_train_step", capture)
     with pytest.raises(Stop):
         train.run_training(cfg, tfrecord_dir, model_dir, FOLD, strategy="one_device")
     return seen[0]
+
+
+def test_config_loss_terms_reach_the_train_step(tiny_tfrecord_dir, tmp_path, monkeypatch):
+    cfg = tiny_config(loss_top_k_percent=0.5, loss_needle_weight=2.0, loss_dice_weight=0.5,
+                      loss_boundary_weight=3.0, loss_boundary_radius=2)
+    args = _train_step_args(cfg, tiny_tfrecord_dir, tmp_path, monkeypatch)
+    assert args[3:] == (0.5, (1.0, 1.0, 1.0, 2.0), 0.5, (3.0, 2))
 
 
 def test_fine_tuning_starts_from_every_weight_of_the_given_run(trained_runs, tiny_tfrecord_dir,
@@ -415,8 +402,9 @@ def test_fine_tuning_starts_from_every_weight_of_the_given_run(trained_runs, tin
     prefix = checkpoints.latest_checkpoint(source_dir, FOLD)
     for name, init in (("fold", source_dir / "fold_02"), ("prefix", prefix),
                        ("random", "none")):
-        model, optimizer = _model_at_first_step(tiny_config(init_checkpoint=str(init)),
-                                                tiny_tfrecord_dir, tmp_path / name, monkeypatch)
+        _, model, optimizer, *_ = _train_step_args(tiny_config(init_checkpoint=str(init)),
+                                                   tiny_tfrecord_dir, tmp_path / name,
+                                                   monkeypatch)
         got = checkpoints.model_variables(model)
         assert set(got) == set(want)
         same = [np.array_equal(got[k].numpy(), want[k].numpy()) for k in want]

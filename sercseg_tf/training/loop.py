@@ -328,6 +328,8 @@ def _setup(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
     if config.rehearsal_tfrecord_dir:  # before the model is built, as the fold's own
         tfrecord.verify_shards(config.rehearsal_tfrecord_dir,
                                tfrecord.case_ids(config.rehearsal_tfrecord_dir))
+        logging.info("Rehearsal: every case of %s, drawn for %.0f %% of the examples",
+                     config.rehearsal_tfrecord_dir, 100 * config.rehearsal_share)
     ckpt_dir = _worker_checkpoint_dir(model_dir, fold, chief)
     model, optimizer, manager, restored = _build_and_restore(
         config, strategy, ckpt_dir, layout.checkpoint_dir(model_dir, fold))
@@ -337,9 +339,6 @@ def _setup(config: ExperimentConfig, tfrecord_dir: str | os.PathLike,
                  "%d parameters, steps %d -> %d", fold, train_cases, held_out,
                  strategy.num_replicas_in_sync, strategy_name, num_params,
                  start_step, config.num_steps)
-    if config.rehearsal_tfrecord_dir:
-        logging.info("Rehearsal: every case of %s, drawn for %.0f %% of the examples",
-                     config.rehearsal_tfrecord_dir, 100 * config.rehearsal_share)
     iterator = _train_iterator(config, tfrecord_dir, train_cases, start_step, strategy)
     train_step = make_train_step(strategy, model, optimizer, config.loss_top_k_percent,
                                  needle_class_weights(config.loss_needle_weight),
